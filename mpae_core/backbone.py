@@ -1,0 +1,122 @@
+"""The frozen DINOv2 backbone (timm) and where its weights come from.
+
+Weights are resolved in a fixed order (design.md): weights handed in by the caller (e.g. embedded in a checkpoint)
+→ an explicit local file (argument or ``MPAE_BACKBONE_WEIGHTS``) → timm's pretrained download, cached by the
+Hugging Face hub (``HF_HUB_OFFLINE=1`` is respected) → a clear error saying what to download. Random weights are
+used only when the caller asks for them (tests, the demo), never as a silent fallback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+from torch import nn
+
+from .errors import BackboneWeightsError
+from .weights_io import read_state_dict
+
+logger = logging.getLogger(__name__)
+
+BACKBONE_WEIGHTS_ENV = "MPAE_BACKBONE_WEIGHTS"
+OFFICIAL_BACKBONE_PREFIX = "backbone1."
+
+
+class FrozenBackbone(nn.Module):
+    """A timm ViT that returns its final-norm patch tokens as a [B, D, h, w] grid; never trained."""
+
+    def __init__(self, vit: VisionTransformer) -> None:
+        super().__init__()
+        self.vit = vit
+        self.num_prefix_tokens = vit.num_prefix_tokens
+        self.embed_dim = vit.embed_dim
+        self.patch_size = vit.patch_embed.patch_size[0]
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenBackbone":
+        # The reference keeps the backbone in eval mode during training (reference §1.2).
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit.forward_features(images)[:, self.num_prefix_tokens :]
+        b, n, d = tokens.shape
+        h, w = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+        return tokens.transpose(1, 2).reshape(b, d, h, w)
+
+
+def create_backbone_architecture(name: str, image_size: int, **kwargs: Any) -> FrozenBackbone:
+    """The backbone with random weights: the structure that real weights are loaded into."""
+    try:
+        vit = timm.create_model(name, pretrained=False, num_classes=0, img_size=image_size, **kwargs)
+    except RuntimeError as exc:  # timm raises RuntimeError for an unknown model name
+        raise ValueError(f"Unknown backbone {name!r}: {exc}") from None
+    if not isinstance(vit, VisionTransformer):
+        raise ValueError(f"Backbone {name!r} is not a timm VisionTransformer with a patch grid.")
+    return FrozenBackbone(vit)
+
+
+def load_backbone_state(backbone: FrozenBackbone, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load weights in timm or torch.hub (DINOv2) naming, resampling the position table to our grid."""
+    state = dict(state_dict)
+    if any(k.startswith(OFFICIAL_BACKBONE_PREFIX) for k in state):  # a whole official MPAE checkpoint
+        state = {k[len(OFFICIAL_BACKBONE_PREFIX) :]: v for k, v in state.items() if k.startswith(OFFICIAL_BACKBONE_PREFIX)}
+    if any(k.startswith("vit.") for k in state):  # our own embedded layout
+        state = {k[len("vit.") :]: v for k, v in state.items() if k.startswith("vit.")}
+    converted = checkpoint_filter_fn(state, backbone.vit)
+    missing, unexpected = backbone.vit.load_state_dict(converted, strict=False)
+    missing = [k for k in missing if not k.startswith("head")]
+    if missing or unexpected:
+        raise BackboneWeightsError(
+            f"The backbone weights in {source} do not fit {type(backbone.vit).__name__} "
+            f"(missing: {', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'}); "
+            "check that they belong to the backbone named in the model config."
+        )
+    backbone.requires_grad_(False)
+
+
+def _download_pretrained(name: str, image_size: int, **kwargs: Any) -> FrozenBackbone:
+    try:
+        vit = timm.create_model(name, pretrained=True, num_classes=0, img_size=image_size, **kwargs)
+    except Exception as exc:  # network, offline cache miss, missing hub package: all mean "not available"
+        hub_id = name if "." in name else f"{name} (default tag)"
+        raise BackboneWeightsError(
+            f"The backbone weights for {hub_id} are not on this machine and could not be downloaded ({exc}). "
+            f"Download model.safetensors from https://huggingface.co/timm/{name} (or the DINOv2 .pth from "
+            f"github.com/facebookresearch/dinov2), then pass it with --backbone-weights PATH or set "
+            f"{BACKBONE_WEIGHTS_ENV}=PATH."
+        ) from exc
+    return FrozenBackbone(vit)
+
+
+def resolve_backbone(
+    name: str,
+    image_size: int,
+    *,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    weights_path: str | os.PathLike | None = None,
+    allow_random: bool = False,
+    **kwargs: Any,
+) -> FrozenBackbone:
+    """Build the frozen backbone with weights from the first source that has them (see module docstring)."""
+    if state_dict is not None:
+        backbone = create_backbone_architecture(name, image_size, **kwargs)
+        load_backbone_state(backbone, state_dict, "the checkpoint")
+        return backbone
+    path = weights_path or os.environ.get(BACKBONE_WEIGHTS_ENV) or None
+    if path:
+        path = Path(path)
+        backbone = create_backbone_architecture(name, image_size, **kwargs)
+        load_backbone_state(backbone, read_state_dict(path, what="backbone weights", error=BackboneWeightsError), f"'{path}'")
+        logger.info("Backbone %s: weights from %s", name, path)
+        return backbone
+    if allow_random:
+        logger.warning("Backbone %s: RANDOM weights (asked for explicitly); predictions are meaningless.", name)
+        return create_backbone_architecture(name, image_size, **kwargs)
+    backbone = _download_pretrained(name, image_size, **kwargs)
+    logger.info("Backbone %s: pretrained weights from the timm / Hugging Face cache", name)
+    return backbone

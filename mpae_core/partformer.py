@@ -1,0 +1,61 @@
+"""PartFormer: a small ViT on raw pixels whose K+1 query tokens become the part descriptors D (reference §1.3)."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from timm.layers import QuickGELU
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from .config import MPAEConfig
+from .pos_embed import sincos_2d
+
+
+class PartFormer(nn.Module):
+    """Q learnable queries are prepended to the patch tokens; after 6 pre-LN blocks they are the descriptors.
+
+    Matches the reference's CLIP-style transformer: QuickGELU, LayerNorm eps 1e-5, no bias on the patch conv or
+    the output projection, a learnable position table whose Q query rows start at zero and whose patch rows
+    start from the sin-cos table.
+    """
+
+    def __init__(self, cfg: MPAEConfig) -> None:
+        super().__init__()
+        dim, q, n = cfg.descriptor_dim, cfg.num_slots, cfg.num_patches
+        self.num_slots = q
+        self.patch_embed = nn.Conv2d(3, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, bias=False)
+        self.queries = nn.Parameter(torch.zeros(1, q, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, q + n, dim))
+        norm = partial(nn.LayerNorm, eps=1e-5)
+        self.norm_pre = norm(dim)
+        self.blocks = nn.Sequential(
+            *[
+                Block(dim, cfg.partformer_heads, mlp_ratio=cfg.partformer_mlp_ratio, qkv_bias=True,
+                      act_layer=QuickGELU, norm_layer=norm)
+                for _ in range(cfg.partformer_depth)
+            ]
+        )
+        self.norm = norm(dim)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self._init_weights(cfg)
+
+    def _init_weights(self, cfg: MPAEConfig) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.queries, std=0.02)
+        with torch.no_grad():
+            self.pos_embed[0, self.num_slots :] = sincos_2d(cfg.descriptor_dim, cfg.grid_size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] normalised images → descriptors [B, Q, C], background last."""
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)
+        x = torch.cat([self.queries.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self.blocks(self.norm_pre(x))
+        return self.proj(self.norm(x[:, : self.num_slots]))
