@@ -15,6 +15,8 @@ from typing import Callable, TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import MPAEError
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -28,7 +30,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(MPAEError):
     """A file that cannot be used as an image; the message is one sentence a user can act on."""
 
     def __init__(self, path: str | os.PathLike, reason: str, advice: str = "re-export or remove it") -> None:
@@ -37,6 +39,11 @@ class ImageLoadError(Exception):
 
     def __reduce__(self):  # keep it picklable (DataLoader workers send errors between processes)
         return type(self), (self.path, self.reason, self.advice)
+
+
+def _text(exc: BaseException) -> str:
+    """Pillow's message without its trailing period, so ours stays one sentence."""
+    return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
 def _with_image(path: str | os.PathLike, use: Callable[[Image.Image], T]) -> T:
@@ -68,13 +75,13 @@ def _with_image(path: str | os.PathLike, use: Callable[[Image.Image], T]) -> T:
             raise ImageLoadError(p, "it is not an image in a format Pillow can read",
                                  "check that it really is an image or remove it") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageLoadError(p, f"it is too large to decode safely ({exc})",
+            raise ImageLoadError(p, f"it is too large to decode safely ({_text(exc)})",
                                  "downscale it or raise the pixel limit if you trust the file") from exc
         except EOFError as exc:
-            raise ImageLoadError(p, f"the file is truncated ({exc or 'unexpected end of file'})") from exc
+            raise ImageLoadError(p, f"the file is truncated ({_text(exc)})") from exc
         except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error, ...
             kind = "the file is truncated" if "truncat" in str(exc).lower() else "the image data is corrupt"
-            raise ImageLoadError(p, f"{kind} ({exc or type(exc).__name__})") from exc
+            raise ImageLoadError(p, f"{kind} ({_text(exc)})") from exc
 
 
 def _oriented(im: Image.Image) -> Image.Image:

@@ -1,6 +1,7 @@
 """Tests for mpae_core.images: every image is built in tmp_path, nothing is downloaded."""
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import struct
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from mpae_core import images
+from mpae_core.errors import MPAEError
 from mpae_core.images import (
     DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, image_size, list_images, load_image,
 )
@@ -175,9 +177,14 @@ def test_ycbcr_and_lab_tiff(tmp_path):
     assert _close(load_image(_saved(tmp_path, "l.tif", lab, "LAB")).getpixel((0, 0)), RED, 12)
 
 
-def test_hsv_converts(tmp_path):  # no file format stores HSV, so test the conversion step
-    out = images._to_rgb(Image.new("HSV", (1, 1), (0, 255, 255)), tmp_path / "x")
-    assert (out.mode, out.getpixel((0, 0))) == ("RGB", RED)
+@pytest.mark.parametrize("mode, value, expected", [
+    ("HSV", (0, 255, 255), RED),
+    ("La", (100, 128), (227, 227, 227)),  # premultiplied: L=199 at alpha 0.5 over white
+    ("RGBa", (100, 0, 0, 128), (227, 127, 127)),
+])
+def test_in_memory_only_modes(tmp_path, mode, value, expected):  # no file format stores these
+    out = images._to_rgb(Image.new(mode, (1, 1), value), tmp_path / "x")
+    assert out.mode == "RGB" and _close(out.getpixel((0, 0)), expected, 2)
 
 
 # --- multi-frame, unicode, handles --------------------------------------------------------
@@ -212,11 +219,16 @@ def test_no_file_handles_left_open(tmp_path):
                   append_images=[Image.new("P", (4, 4), 1)])
     bad = _saved(tmp_path, "bad.png", _noise())
     bad.write_bytes(bad.read_bytes()[:2000])
-    load_image(good)
-    image_size(good)
-    with pytest.raises(ImageLoadError):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        load_image(good)
+        image_size(good)
+        gc.collect()  # an unclosed file would warn when collected
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    with pytest.raises(ImageLoadError) as info:
         load_image(bad)
-    assert _open_fds_on(good) == 0 and _open_fds_on(bad) == 0
+    assert info.value.__traceback__ is not None  # traceback keeps the loader's frame alive...
+    assert _open_fds_on(good) == 0 and _open_fds_on(bad) == 0  # ...but its file is closed
 
 
 # --- failures -----------------------------------------------------------------------------
@@ -234,7 +246,8 @@ def _error(path) -> ImageLoadError:
 def test_truncated_files(tmp_path, fmt):
     path = _saved(tmp_path, f"cut.{fmt}", _noise())
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    assert "truncated" in _error(path).reason
+    reason = _error(path).reason
+    assert "truncated" in reason and "corrupt" not in reason
 
 
 def test_distinct_reasons_for_each_failure(tmp_path):
@@ -268,8 +281,9 @@ def test_permission_denied(tmp_path, monkeypatch):
         path.chmod(0o644)
 
 
-def test_error_is_picklable(tmp_path):
+def test_error_is_user_facing_and_picklable(tmp_path):
     err = _error(tmp_path / "nope.jpg")
+    assert isinstance(err, MPAEError)  # the app shows every MPAEError message to the user as is
     copy = pickle.loads(pickle.dumps(err))
     assert (str(copy), copy.path, copy.reason) == (str(err), err.path, err.reason)
 
@@ -316,6 +330,10 @@ def tree(tmp_path) -> Path:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     (tmp_path / "looks_like.png").mkdir()
+    try:
+        (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    except OSError:  # symlinks need privileges on Windows
+        pass
     return tmp_path
 
 

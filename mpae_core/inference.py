@@ -1,0 +1,163 @@
+"""Inference: part predictions for images, at any resolution, on any device.
+
+The network runs once per image at S×S (squashed, as the reference's test transform). A ``PartPrediction`` keeps
+only the Q logits at feature resolution (16×16 or 32×32), so probabilities, label maps and confidence at any size
+are computed on demand by upsampling the logits, never the 256-channel features. Large maps (a 24 MP photo) are
+computed in row bands so memory stays bounded.
+
+Label maps use 0 for background and k + 1 for part slot k (model channel k); names ``part_01``… follow that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .devices import autocast_dtype, resolve_device
+from .model import MPAE
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BAND_BYTES = 64 * 2**20  # working memory for one band of upsampled logits
+
+
+def preprocess(image: Image.Image, image_size: int) -> torch.Tensor:
+    """RGB PIL image → ImageNet-normalised [3, S, S] float tensor (bilinear squash, like ``Resize((S, S))``)."""
+    resized = image.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    array = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (array - mean) / std
+
+
+def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
+    """[out, in] weights of 1-D bilinear resampling, identical to ``F.interpolate(align_corners=False)``."""
+    scale = in_size / out_size
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_min(0.0)
+    lo = src.floor().long().clamp_max(in_size - 1)
+    hi = (lo + 1).clamp_max(in_size - 1)
+    frac = (src - lo).to(torch.float64)
+    weights = torch.zeros(out_size, in_size, dtype=torch.float64)
+    rows = torch.arange(out_size)
+    weights.index_put_((rows, lo), 1.0 - frac, accumulate=True)
+    weights.index_put_((rows, hi), frac, accumulate=True)
+    return weights.float()
+
+
+def upsampled_bands(logits: torch.Tensor, size: tuple[int, int]) -> Iterable[tuple[int, torch.Tensor]]:
+    """Yield (first row, [Q, rows, W] upsampled logits) bands covering a [Q, H, W] map."""
+    height, width = size
+    q, h, w = logits.shape
+    columns = torch.einsum("qhw,xw->qhx", logits.float(), bilinear_matrix(width, w).to(logits.device))
+    row_weights = bilinear_matrix(height, h).to(logits.device)
+    band = max(1, BAND_BYTES // (4 * q * max(width, 1)))
+    for start in range(0, height, band):
+        yield start, torch.einsum("rh,qhx->qrx", row_weights[start : start + band], columns)
+
+
+@dataclass
+class PartPrediction:
+    """The model's answer for one image; maps at any size are derived from ``logits`` on demand."""
+
+    logits: torch.Tensor  # [Q, h, w] fp32 on the CPU, background last
+    image_size: tuple[int, int]  # (height, width) of the source image, EXIF orientation applied
+    presence: np.ndarray  # [K] bool: the part covers at least one pixel of the summary label map
+    area: np.ndarray  # [K] fraction of the image labelled with each part
+    part_confidence: np.ndarray  # [K] mean max-probability over each part's pixels (0 where absent)
+    confidence: float  # mean max-probability over the whole image
+
+    @property
+    def num_parts(self) -> int:
+        return self.logits.shape[0] - 1
+
+    @classmethod
+    def from_logits(cls, logits: torch.Tensor, image_size: tuple[int, int],
+                    summary_size: tuple[int, int] = (128, 128)) -> "PartPrediction":
+        """Compute the per-part summary on a ``summary_size`` map (the reference's 128×128 by default)."""
+        logits = logits.detach().float().cpu()
+        k = logits.shape[0] - 1
+        labels, confidence = _labels_and_confidence(logits, summary_size)
+        counts = np.bincount(labels.ravel(), minlength=k + 1)[1:]
+        conf_sums = np.bincount(labels.ravel(), weights=confidence.ravel(), minlength=k + 1)[1:]
+        return cls(
+            logits=logits,
+            image_size=(int(image_size[0]), int(image_size[1])),
+            presence=counts > 0,
+            area=counts / labels.size,
+            part_confidence=np.divide(conf_sums, counts, out=np.zeros(k), where=counts > 0),
+            confidence=float(confidence.mean()),
+        )
+
+    def probabilities(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """[Q, H, W] float32 probabilities (background last) at ``size`` (default: the image's own size)."""
+        height, width = size or self.image_size
+        out = np.empty((self.logits.shape[0], height, width), dtype=np.float32)
+        for start, band in upsampled_bands(self.logits, (height, width)):
+            out[:, start : start + band.shape[1]] = band.softmax(dim=0).numpy()
+        return out
+
+    def label_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """[H, W] labels, 0 = background, k + 1 = part slot k (uint8, or uint16 beyond 255 parts)."""
+        return _labels_and_confidence(self.logits, size or self.image_size)[0]
+
+    def confidence_map(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """[H, W] float32 max-probability: how sure the model is of each pixel's label."""
+        return _labels_and_confidence(self.logits, size or self.image_size)[1]
+
+
+def _labels_and_confidence(logits: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    height, width = size
+    q = logits.shape[0]
+    labels = np.empty((height, width), dtype=np.uint8 if q <= 256 else np.uint16)
+    confidence = np.empty((height, width), dtype=np.float32)
+    for start, band in upsampled_bands(logits, (height, width)):
+        top, index = band.max(dim=0)
+        # max softmax probability = 1 / Σ_q exp(l_q − l_max)
+        conf = 1.0 / torch.exp(band - top.unsqueeze(0)).sum(dim=0)
+        slot = torch.where(index == q - 1, torch.zeros_like(index), index + 1)  # background (last) → 0
+        rows = slice(start, start + band.shape[1])
+        labels[rows] = slot.numpy().astype(labels.dtype)
+        confidence[rows] = conf.numpy()
+    return labels, confidence
+
+
+class Predictor:
+    """Runs an MPAE model on batches of PIL images: device choice, autocast on CUDA, ``torch.inference_mode``."""
+
+    def __init__(self, model: MPAE, device: str | torch.device = "auto", *, amp: bool = True) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.amp_dtype = autocast_dtype(self.device) if amp else None
+
+    @property
+    def image_size(self) -> int:
+        return self.model.cfg.image_size
+
+    def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.stack([preprocess(image, self.image_size) for image in images])
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, Q, h, w] fp32 logits on the CPU for an already normalised batch."""
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            logits = self.model.part_logits(batch)
+        return logits.float().cpu()
+
+    def predict(self, images: Sequence[Image.Image], batch_size: int = 8) -> list[PartPrediction]:
+        """One PartPrediction per image, computed ``batch_size`` images at a time."""
+        results: list[PartPrediction] = []
+        summary = self.model.cfg.default_output_size
+        for start in range(0, len(images), max(1, batch_size)):
+            chunk = images[start : start + batch_size]
+            for image, logits in zip(chunk, self.logits(self.prepare(chunk))):
+                results.append(PartPrediction.from_logits(logits, (image.height, image.width), summary))
+        return results
+
+    def predict_one(self, image: Image.Image) -> PartPrediction:
+        return self.predict([image], batch_size=1)[0]
+
