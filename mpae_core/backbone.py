@@ -7,6 +7,7 @@ used only when the caller asks for them (tests, the demo), never as a silent fal
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -49,10 +50,11 @@ class FrozenBackbone(nn.Module):
         return tokens.transpose(1, 2).reshape(b, d, h, w)
 
 
-def create_backbone_architecture(name: str, image_size: int, **kwargs: Any) -> FrozenBackbone:
-    """The backbone with random weights: the structure that real weights are loaded into."""
+def create_backbone_architecture(name: str, image_size: int, *, on_meta: bool = False, **kwargs: Any) -> FrozenBackbone:
+    """The backbone with random weights, or without storage (``on_meta``) when real weights will be assigned."""
     try:
-        vit = timm.create_model(name, pretrained=False, num_classes=0, img_size=image_size, **kwargs)
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            vit = timm.create_model(name, pretrained=False, num_classes=0, img_size=image_size, **kwargs)
     except RuntimeError as exc:  # timm raises RuntimeError for an unknown model name
         raise ValueError(f"Unknown backbone {name!r}: {exc}") from None
     if not isinstance(vit, VisionTransformer):
@@ -61,19 +63,23 @@ def create_backbone_architecture(name: str, image_size: int, **kwargs: Any) -> F
 
 
 def load_backbone_state(backbone: FrozenBackbone, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load weights in timm or torch.hub (DINOv2) naming, resampling the position table to our grid."""
+    """Load weights in timm or torch.hub (DINOv2) naming, resampling the position table to our grid.
+
+    Tensors are assigned, not copied, so a backbone built on the meta device costs no random initialisation.
+    """
     state = dict(state_dict)
     if any(k.startswith(OFFICIAL_BACKBONE_PREFIX) for k in state):  # a whole official MPAE checkpoint
         state = {k[len(OFFICIAL_BACKBONE_PREFIX) :]: v for k, v in state.items() if k.startswith(OFFICIAL_BACKBONE_PREFIX)}
     if any(k.startswith("vit.") for k in state):  # our own embedded layout
         state = {k[len("vit.") :]: v for k, v in state.items() if k.startswith("vit.")}
     converted = checkpoint_filter_fn(state, backbone.vit)
-    missing, unexpected = backbone.vit.load_state_dict(converted, strict=False)
-    missing = [k for k in missing if not k.startswith("head")]
-    if missing or unexpected:
+    missing, unexpected = backbone.vit.load_state_dict(converted, strict=False, assign=True)
+    still_meta = [n for n, t in [*backbone.vit.named_parameters(), *backbone.vit.named_buffers()] if t.is_meta]
+    if missing or unexpected or still_meta:
         raise BackboneWeightsError(
             f"The backbone weights in {source} do not fit {type(backbone.vit).__name__} "
-            f"(missing: {', '.join(missing[:5]) or 'none'}; unexpected: {', '.join(unexpected[:5]) or 'none'}); "
+            f"(missing: {', '.join((missing or still_meta)[:5]) or 'none'}; "
+            f"unexpected: {', '.join(unexpected[:5]) or 'none'}); "
             "check that they belong to the backbone named in the model config."
         )
     backbone.requires_grad_(False)
@@ -83,12 +89,11 @@ def _download_pretrained(name: str, image_size: int, **kwargs: Any) -> FrozenBac
     try:
         vit = timm.create_model(name, pretrained=True, num_classes=0, img_size=image_size, **kwargs)
     except Exception as exc:  # network, offline cache miss, missing hub package: all mean "not available"
-        hub_id = name if "." in name else f"{name} (default tag)"
+        why = "offline mode" if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") else type(exc).__name__
         raise BackboneWeightsError(
-            f"The backbone weights for {hub_id} are not on this machine and could not be downloaded ({exc}). "
-            f"Download model.safetensors from https://huggingface.co/timm/{name} (or the DINOv2 .pth from "
-            f"github.com/facebookresearch/dinov2), then pass it with --backbone-weights PATH or set "
-            f"{BACKBONE_WEIGHTS_ENV}=PATH."
+            f"The pretrained weights of backbone {name} are not on this machine and could not be downloaded "
+            f"({why}); download model.safetensors from https://huggingface.co/timm/{name} and pass it with "
+            f"--backbone-weights PATH or set {BACKBONE_WEIGHTS_ENV}=PATH."
         ) from exc
     return FrozenBackbone(vit)
 
@@ -104,13 +109,13 @@ def resolve_backbone(
 ) -> FrozenBackbone:
     """Build the frozen backbone with weights from the first source that has them (see module docstring)."""
     if state_dict is not None:
-        backbone = create_backbone_architecture(name, image_size, **kwargs)
+        backbone = create_backbone_architecture(name, image_size, on_meta=True, **kwargs)
         load_backbone_state(backbone, state_dict, "the checkpoint")
         return backbone
     path = weights_path or os.environ.get(BACKBONE_WEIGHTS_ENV) or None
     if path:
         path = Path(path)
-        backbone = create_backbone_architecture(name, image_size, **kwargs)
+        backbone = create_backbone_architecture(name, image_size, on_meta=True, **kwargs)
         load_backbone_state(backbone, read_state_dict(path, what="backbone weights", error=BackboneWeightsError), f"'{path}'")
         logger.info("Backbone %s: weights from %s", name, path)
         return backbone

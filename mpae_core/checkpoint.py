@@ -22,7 +22,12 @@ from .backbone import resolve_backbone
 from .config import MPAEConfig
 from .errors import CheckpointError
 from .model import MPAE, ModelInfo
-from .official import convert_official_state_dict, is_official_state_dict, official_config
+from .official import (
+    convert_official_state_dict,
+    is_official_state_dict,
+    official_config,
+    strip_dataparallel_prefix,
+)
 from .palette import color_to_hex, hex_to_color
 from .weights_io import read_state_dict
 
@@ -162,7 +167,7 @@ def _load_ours(path: Path, metadata: dict[str, str], backbone_weights, allow_ran
 
 
 def _load_official(path: Path, backbone_weights, allow_random: bool) -> MPAE:
-    state = read_state_dict(path)
+    state = strip_dataparallel_prefix(read_state_dict(path))
     if not is_official_state_dict(state):
         raise CheckpointError(
             f"Cannot load '{path}': it is a PyTorch file but neither an MPAE Annotator checkpoint nor one of the "

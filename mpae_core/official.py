@@ -40,6 +40,14 @@ def is_official_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
     return all(k in state for k in REQUIRED_KEYS)
 
 
+def strip_dataparallel_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys saved from a ``DataParallel``/DDP wrapper start with ``module.``; the released files do not."""
+    prefix = "module."
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
 def official_config(state: Mapping[str, torch.Tensor], source: str, backbone: str | None = None) -> MPAEConfig:
     """The MPAEConfig that the released weights were trained with, inferred from tensor shapes."""
     num_slots = state["Transformer.class_embedding"].shape[1]
@@ -70,8 +78,6 @@ def convert_official_state_dict(
     ours: dict[str, torch.Tensor] = {}
     backbone: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith("module."):  # saved from the DataParallel wrapper
-            key = key[len("module."):]
         if key.startswith("backbone1."):
             backbone[key[len("backbone1."):]] = value
             continue

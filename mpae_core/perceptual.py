@@ -85,11 +85,11 @@ def resolve_perceptual_network(
     else:
         try:
             full = timm.create_model(VGG_PRETRAINED_TAG, pretrained=True)
-        except Exception as exc:
+        except Exception as exc:  # network, offline cache miss: both mean "not available"
             raise BackboneWeightsError(
-                f"The VGG-19 weights needed for training are not on this machine and could not be downloaded ({exc}). "
-                f"Download model.safetensors from https://huggingface.co/timm/{VGG_PRETRAINED_TAG} (or torchvision's "
-                f"vgg19-dcbb9e9d.pth) and set {VGG_WEIGHTS_ENV}=PATH or pass --vgg-weights PATH."
+                f"The VGG-19 weights needed for training are not on this machine and could not be downloaded "
+                f"({type(exc).__name__}); download model.safetensors from https://huggingface.co/timm/"
+                f"{VGG_PRETRAINED_TAG} and set {VGG_WEIGHTS_ENV}=PATH or pass --vgg-weights PATH."
             ) from exc
         _load_trunk(trunk, full.state_dict(), "timm's vgg19.tv_in1k")
     return PerceptualNetwork(trunk)

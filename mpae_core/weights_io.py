@@ -29,20 +29,22 @@ def read_state_dict(
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise error(
-                f"Cannot read {what} '{path}': the safetensors file is truncated or corrupt ({exc}); "
+                f"Cannot read {what} '{path}': the safetensors file is truncated or corrupt ({_brief(exc)}); "
                 "download or export it again."
             ) from exc
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise error(
-            f"Cannot read {what} '{path}': it contains Python objects other than tensors, which are refused "
-            "for safety; re-save it as a plain state_dict."
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        if "weights only" in str(exc).lower():
+            raise error(
+                f"Cannot read {what} '{path}': it contains Python objects other than tensors, which are refused "
+                "for safety; re-save it as a plain state_dict."
+            ) from exc
+        raise error(f"Cannot read {what} '{path}': the file is corrupt ({_brief(exc)}); download it again.") from exc
+    except Exception as exc:  # torch.load raises many types for bytes that are not a checkpoint
         raise error(
             f"Cannot read {what} '{path}': the file is truncated or not a PyTorch/safetensors checkpoint "
-            f"({exc}); download it again."
+            f"({_brief(exc)}); download it again."
         ) from exc
     for key in ("state_dict", "model"):  # common wrappers around a state_dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -50,3 +52,9 @@ def read_state_dict(
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise error(f"Cannot read {what} '{path}': it does not hold a state_dict of tensors.")
     return state
+
+
+def _brief(exc: BaseException, limit: int = 90) -> str:
+    """The first sentence of a library's error message, short enough to sit inside ours."""
+    text = str(exc).strip().split(". ")[0].split("\n")[0].rstrip(".") or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

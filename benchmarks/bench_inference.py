@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""How much MPAE inference costs on top of its frozen backbone, with RANDOM weights (nothing is downloaded).
+
+For each input size S and batch B it times, on a random ImageNet-normalised batch under ``torch.inference_mode``
+(and, on CUDA, the Predictor's autocast): the backbone alone (the baseline), ``predict_probs`` to 128×128 and to
+S×S, and the per-image app pipeline (``Predictor.logits`` → ``PartPrediction.from_logits`` → ``label_map``).
+It prints one table and the issue's targets: overhead ≤ 10 % at 128×128 output, ≤ 15 % at S×S.
+
+    python benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 1 8 --markdown
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces: random weights never need the hub
+os.environ.pop("MPAE_BACKBONE_WEIGHTS", None)  # resolve_backbone would otherwise load that file instead
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+from mpae_core.backbone import resolve_backbone  # noqa: E402
+from mpae_core.config import DEFAULT_BACKBONE, MPAEConfig  # noqa: E402
+from mpae_core.devices import autocast_dtype, resolve_device  # noqa: E402
+from mpae_core.inference import IMAGENET_MEAN, IMAGENET_STD, PartPrediction, Predictor  # noqa: E402
+from mpae_core.model import MPAE  # noqa: E402
+
+TARGETS = {"probs 128x128": 10.0, "probs SxS": 15.0, "label map SxS": 15.0}  # max overhead vs backbone, %
+COLUMNS = ("size", "batch", "what", "ms/batch", "images/s", "peak MiB", "overhead vs backbone")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run: auto picks CUDA when available, else the CPU (default: auto)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448], metavar="S",
+                   help="input sizes S (multiples of the patch size 14); one model is built per size (default: 224 448)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8], metavar="B",
+                   help="batch sizes B to time at every size (default: 1 8)")
+    p.add_argument("--repeats", type=int, default=10,
+                   help="timed runs per measurement; the median is reported (default: 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs before each measurement (default: 3)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"timm backbone name, built with random weights (default: {DEFAULT_BACKBONE})")
+    p.add_argument("--num-parts", type=int, default=16, metavar="K",
+                   help="foreground parts K; the model has K + 1 slots (default: 16)")
+    p.add_argument("--markdown", action="store_true", help="print the table in Markdown instead of plain text")
+    p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and inputs (default: 0)")
+    args = p.parse_args(argv)
+    if min(args.repeats, *args.sizes, *args.batches) < 1 or args.warmup < 0 or args.num_parts < 1:
+        p.error("sizes, batches, repeats and num-parts must be positive, warmup non-negative")
+    return args
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """CUDA: peak allocated since the last reset. Elsewhere: the process's peak RSS so far (never goes down)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def measure(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """(median ms per call, peak MiB) over ``repeats`` synchronised calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3, peak_memory_mib(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def random_batch(batch: int, size: int, device: torch.device) -> torch.Tensor:
+    pixels = torch.rand(batch, 3, size, size)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((pixels - mean) / std).to(device)
+
+
+def bench_size(args: argparse.Namespace, device: torch.device, size: int) -> list[dict]:
+    cfg = MPAEConfig(image_size=size, num_parts=args.num_parts, backbone=args.backbone)
+    backbone = resolve_backbone(cfg.backbone, cfg.image_size, allow_random=True, **cfg.backbone_kwargs)
+    model = MPAE(cfg, backbone).to(device).eval()
+    predictor = Predictor(model, device)  # the app's path: same device, same autocast
+    amp = autocast_dtype(device)
+    rows = []
+    for batch in args.batches:
+        x = random_batch(batch, size, device)
+
+        def pipeline() -> None:
+            for logits in predictor.logits(x):
+                PartPrediction.from_logits(logits, (size, size), cfg.default_output_size).label_map((size, size))
+
+        cases = {
+            "backbone": lambda: model.backbone(x),
+            "probs 128x128": lambda: model.predict_probs(x, output_size=(128, 128)),
+            "probs SxS": lambda: model.predict_probs(x, output_size=(size, size)),
+            "label map SxS": pipeline,
+        }
+        base_ms = None
+        for what, fn in cases.items():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32,
+                                                        enabled=amp is not None):
+                ms, mib = measure(fn, device, args.warmup, args.repeats)
+            base_ms = ms if base_ms is None else base_ms
+            overhead = None if what == "backbone" else 100.0 * (ms - base_ms) / base_ms
+            rows.append(dict(size=size, batch=batch, what=what, ms=ms, ips=1e3 * batch / ms, mib=mib, overhead=overhead))
+    del model, predictor, backbone
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def format_table(rows: list[dict], markdown: bool) -> str:
+    cells = [
+        [f"{r['size']}", f"{r['batch']}", r["what"].replace("SxS", f"{r['size']}x{r['size']}"), f"{r['ms']:.1f}",
+         f"{r['ips']:.2f}", f"{r['mib']:.0f}", "—" if r["overhead"] is None else f"{r['overhead']:+.1f} %"]
+        for r in rows
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---:", "---:", "---"] + ["---:"] * 4) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(COLUMNS)]
+    fmt = lambda c: "  ".join(v.ljust(w) if i == 2 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths)))  # noqa: E731
+    return "\n".join([fmt(COLUMNS), "  ".join("-" * w for w in widths)] + [fmt(c) for c in cells])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("mpae_core.backbone").setLevel(logging.ERROR)  # the "RANDOM weights" warning is expected
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    amp = autocast_dtype(device)
+    print(f"MPAE inference benchmark: {args.backbone} (random weights), K={args.num_parts}")
+    print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}; torch {torch.__version__}, "
+          f"timm {timm.__version__}, threads: {torch.get_num_threads()}")
+    print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s)\n")
+    rows = [row for size in args.sizes for row in bench_size(args, device, size)]
+    print(format_table(rows, args.markdown))
+    print()
+    if device.type == "cuda":
+        print("peak MiB: torch.cuda.max_memory_allocated during the timed runs (weights and input included).")
+    else:
+        print("peak MiB: process peak RSS so far (ru_maxrss); it never decreases, so it reads as a running maximum.")
+    print("label map: Predictor.logits (to CPU), then PartPrediction.from_logits and label_map at SxS per image.\n")
+    print("Targets (overhead vs backbone): <= 10 % at 128x128 output, <= 15 % at full image size (SxS)")
+    failed = 0
+    for r in rows:
+        if r["overhead"] is None:
+            continue
+        target = TARGETS[r["what"]]
+        ok = r["overhead"] <= target
+        failed += not ok
+        print(f"  {'PASS' if ok else 'FAIL'}  S={r['size']:<4} B={r['batch']:<3} {r['what']:<14} "
+              f"{r['overhead']:+6.1f} %  (target <= {target:.0f} %)")
+    print(f"\n{failed} of {sum(r['overhead'] is not None for r in rows)} rows miss their target.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Our safetensors format, the authors' .pth files, and one clear sentence for every bad file."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import official_state_dict, tiny_model
+from mpae_core.backbone import BACKBONE_WEIGHTS_ENV
+from mpae_core.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from mpae_core.errors import BackboneWeightsError, CheckpointError
+
+
+def _probs(model, seed=0):
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        return model.predict_probs(torch.randn(2, 3, model.cfg.image_size, model.cfg.image_size))
+
+
+def test_round_trip_with_embedded_backbone_predicts_identically(tmp_path):
+    model = tiny_model().eval()
+    model.info.part_names[1] = "beak"
+    model.info.part_colors[1] = (1, 2, 3)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", embed_backbone=True, provenance={"epoch": 3})
+    loaded = load_checkpoint(path)
+    assert not loaded.training
+    assert loaded.cfg == model.cfg
+    assert loaded.info.part_names[1] == "beak" and loaded.info.part_colors[1] == (1, 2, 3)
+    assert loaded.info.provenance["epoch"] == 3 and loaded.info.source_format == "mpae-safetensors"
+    torch.testing.assert_close(_probs(loaded), _probs(model), rtol=0, atol=0)
+    state, again = model.state_dict(), loaded.state_dict()
+    assert all(torch.equal(state[k], again[k]) for k in state)
+
+
+def test_without_embedded_backbone_the_file_is_small_and_needs_weights(tmp_path, monkeypatch):
+    model = tiny_model()
+    light = save_checkpoint(model, tmp_path / "light.safetensors")
+    heavy = save_checkpoint(model, tmp_path / "heavy.safetensors", embed_backbone=True)
+    assert light.stat().st_size < heavy.stat().st_size
+    monkeypatch.delenv(BACKBONE_WEIGHTS_ENV, raising=False)
+    with pytest.raises(BackboneWeightsError, match="not on this machine.*MPAE_BACKBONE_WEIGHTS"):
+        load_checkpoint(light)
+    # a local weights file (here: the backbone of the same model, in timm naming) is used when given ...
+    backbone_file = tmp_path / "dinov2.safetensors"
+    save_file({k: v.contiguous() for k, v in model.backbone.vit.state_dict().items()}, str(backbone_file))
+    torch.testing.assert_close(_probs(load_checkpoint(light, backbone_weights=backbone_file)), _probs(model))
+    # ... or through the environment variable
+    monkeypatch.setenv(BACKBONE_WEIGHTS_ENV, str(backbone_file))
+    torch.testing.assert_close(_probs(load_checkpoint(light)), _probs(model))
+
+
+def test_random_backbone_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.delenv(BACKBONE_WEIGHTS_ENV, raising=False)
+    path = save_checkpoint(tiny_model(), tmp_path / "m.safetensors")
+    model = load_checkpoint(path, allow_random_backbone=True)
+    assert model.cfg.num_parts == 4
+
+
+def test_official_checkpoint_layout_is_read_for_every_released_variant(tmp_path):
+    for variant, size, k, group in (("celeba_k16", 224, 16, 8), ("cub_k16", 448, 16, 8),
+                                     ("partimagenet_k50", 224, 50, 64)):
+        path = tmp_path / f"{variant}.pth"
+        torch.save(official_state_dict(variant, seed=None), path)
+        model = load_checkpoint(path)
+        assert (model.cfg.image_size, model.cfg.num_parts, model.cfg.group_size) == (size, k, group), variant
+        assert model.info.source_format == "official-pth"
+        assert model.info.part_names[0] == "part_01" and len(model.info.part_names) == k
+
+
+def test_converted_official_checkpoint_predicts_identically(official_celeba_model, tmp_path):
+    path = save_checkpoint(official_celeba_model, tmp_path / "converted.safetensors", embed_backbone=True)
+    converted = load_checkpoint(path)
+    assert converted.info.provenance["converted_from"] == "model_best.pth"
+    torch.testing.assert_close(_probs(converted), _probs(official_celeba_model), rtol=0, atol=0)
+
+
+def test_official_checkpoint_from_dataparallel_and_wrapped_dict(tmp_path):
+    state = {f"module.{k}": v for k, v in official_state_dict("celeba_k16", seed=None).items()}
+    path = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": state}, path)
+    assert load_checkpoint(path).cfg.num_parts == 16
+
+
+# ---------------------------------------------------------------------------------------------- bad files
+def _error(path, **kwargs) -> str:
+    with pytest.raises((CheckpointError, BackboneWeightsError)) as info:
+        load_checkpoint(path, **kwargs)
+    message = str(info.value)
+    assert str(path) in message and message.count(". ") == 0 and "\n" not in message, message
+    return message
+
+
+def test_missing_file(tmp_path):
+    assert "no such file" in _error(tmp_path / "nope.safetensors")
+
+
+def test_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello")
+    assert "not a PyTorch/safetensors checkpoint" in _error(path)
+
+
+def test_truncated_safetensors(tmp_path):
+    path = save_checkpoint(tiny_model(), tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert "truncated or corrupt" in _error(path, allow_random_backbone=True)
+
+
+def test_truncated_official_pth(tmp_path):
+    path = tmp_path / "model_best.pth"
+    torch.save(official_state_dict("celeba_k16", seed=None), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    assert "truncated" in _error(path)
+
+
+def test_wrong_shapes(tmp_path):
+    model = tiny_model()
+    path = save_checkpoint(model, tmp_path / "m.safetensors", embed_backbone=True)
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    tensors["partformer.proj.weight"] = torch.zeros(3, 3)
+    save_file(tensors, str(path), metadata=metadata)
+    message = _error(path)
+    assert "do not match" in message and "partformer.proj.weight is (3, 3), expected (256, 256)" in message
+
+
+def test_newer_format_version(tmp_path):
+    path = save_checkpoint(tiny_model(), tmp_path / "m.safetensors", embed_backbone=True)
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = dict(f.metadata(), format_version=str(FORMAT_VERSION + 1))
+    save_file(tensors, str(path), metadata=metadata)
+    assert "newer MPAE Annotator" in _error(path)
+
+
+def test_foreign_safetensors(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(path))
+    assert "not an MPAE checkpoint" in _error(path)
+
+
+def test_foreign_state_dict(tmp_path):
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(2)}, path)
+    assert "neither an MPAE Annotator checkpoint nor" in _error(path)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"x": _Payload()}, f)
+    message = _error(path)
+    assert "truncated" in message or "refused" in message
+
+
+def test_damaged_part_table(tmp_path):
+    path = save_checkpoint(tiny_model(), tmp_path / "m.safetensors", embed_backbone=True)
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = dict(f.metadata(), parts=json.dumps([{"name": "a", "color": "#000000"}]))
+    save_file(tensors, str(path), metadata=metadata)
+    assert "names 1 parts but the model has 4" in _error(path)

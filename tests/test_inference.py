@@ -1,0 +1,78 @@
+"""PartPrediction and Predictor: label maps at any size, summaries, devices."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import mpae_core.inference as inference
+from conftest import tiny_model
+from mpae_core.devices import resolve_device
+from mpae_core.inference import PartPrediction, Predictor, bilinear_matrix, preprocess
+
+
+@pytest.mark.parametrize("out_size, in_size", [(128, 16), (448, 32), (7, 16), (16, 16), (1000, 3)])
+def test_bilinear_matrix_equals_torch_interpolate(out_size, in_size):
+    x = torch.randn(1, 1, in_size, 1)
+    expected = F.interpolate(x, size=(out_size, 1), mode="bilinear", align_corners=False)[0, 0, :, 0]
+    torch.testing.assert_close(bilinear_matrix(out_size, in_size) @ x[0, 0, :, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_banded_maps_equal_full_interpolation(monkeypatch):
+    torch.manual_seed(0)
+    logits = torch.randn(5, 16, 16) * 4
+    monkeypatch.setattr(inference, "BAND_BYTES", 5 * 4 * 300 * 7)  # force bands of 7 rows
+    pred = PartPrediction.from_logits(logits, (210, 300))
+    full = F.interpolate(logits[None], size=(210, 300), mode="bilinear", align_corners=False)[0].softmax(0)
+    np.testing.assert_allclose(pred.probabilities(), full.numpy(), atol=1e-5)
+    expected_labels = full.argmax(0).numpy() + 1
+    expected_labels[expected_labels == 5] = 0  # background (last channel) is label 0
+    assert (pred.label_map() == expected_labels).mean() > 0.999
+    np.testing.assert_allclose(pred.confidence_map(), full.max(0).values.numpy(), atol=1e-5)
+
+
+def test_label_values_and_summary():
+    logits = torch.full((3, 4, 4), -10.0)  # K = 2
+    logits[2] = 0.0  # background everywhere ...
+    logits[0, :2, :2] = 10.0  # ... except part slot 0 in the top-left quarter
+    pred = PartPrediction.from_logits(logits, (40, 40), summary_size=(40, 40))
+    labels = pred.label_map()
+    assert labels.dtype == np.uint8 and labels.shape == (40, 40)
+    assert set(np.unique(labels)) == {0, 1}
+    assert pred.presence.tolist() == [True, False]
+    assert 0.15 < pred.area[0] < 0.35 and pred.area[1] == 0.0
+    assert pred.part_confidence[1] == 0.0 and 0.9 < pred.part_confidence[0] <= 1.0
+    assert pred.num_parts == 2
+
+
+def test_many_parts_use_uint16_labels():
+    pred = PartPrediction.from_logits(torch.randn(300, 2, 2), (3, 3), summary_size=(3, 3))
+    assert pred.label_map().dtype == np.uint16
+
+
+def test_preprocess_squashes_and_normalises():
+    image = Image.new("RGB", (300, 100), (124, 116, 104))  # ≈ the ImageNet mean
+    x = preprocess(image, 224)
+    assert x.shape == (3, 224, 224)
+    assert x.abs().max() < 0.02
+
+
+def test_predictor_on_images_of_any_size():
+    predictor = Predictor(tiny_model(), device="cpu")
+    images = [Image.new("RGB", (320, 240), (200, 30, 30)), Image.new("RGB", (50, 90), (0, 0, 255))]
+    preds = predictor.predict(images, batch_size=1)
+    assert [p.image_size for p in preds] == [(240, 320), (90, 50)]
+    assert preds[0].label_map().shape == (240, 320) and preds[1].label_map((10, 20)).shape == (10, 20)
+    # batching does not change the answer
+    again = predictor.predict(images, batch_size=2)
+    torch.testing.assert_close(again[1].logits, preds[1].logits, rtol=1e-4, atol=1e-4)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cuda", "mps", "cpu"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
