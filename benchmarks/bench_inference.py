@@ -74,21 +74,25 @@ def peak_memory_mib(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
-def measure(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
-    """(median ms per call, peak MiB) over ``repeats`` synchronised calls after ``warmup`` untimed ones."""
+def measure(cases: dict, device: torch.device, warmup: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """{name: (median ms per call, peak MiB)}. The cases run round-robin, so a slow spell of a shared machine
+    hits all of them alike instead of skewing one; ``warmup`` untimed rounds come first."""
     for _ in range(warmup):
-        fn()
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    peaks = dict.fromkeys(cases, 0.0)
     for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, peak_memory_mib(device)
+        for name, fn in cases.items():
+            synchronize(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+            peaks[name] = max(peaks[name], peak_memory_mib(device))
+    return {name: (statistics.median(times[name]) * 1e3, peaks[name]) for name in cases}
 
 
 def device_name(device: torch.device) -> str:
@@ -127,12 +131,10 @@ def bench_size(args: argparse.Namespace, device: torch.device, size: int) -> lis
             "probs SxS": lambda: model.predict_probs(x, output_size=(size, size)),
             "label map SxS": pipeline,
         }
-        base_ms = None
-        for what, fn in cases.items():
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32,
-                                                        enabled=amp is not None):
-                ms, mib = measure(fn, device, args.warmup, args.repeats)
-            base_ms = ms if base_ms is None else base_ms
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            results = measure(cases, device, args.warmup, args.repeats)
+        base_ms = results["backbone"][0]
+        for what, (ms, mib) in results.items():
             overhead = None if what == "backbone" else 100.0 * (ms - base_ms) / base_ms
             rows.append(dict(size=size, batch=batch, what=what, ms=ms, ips=1e3 * batch / ms, mib=mib, overhead=overhead))
     del model, predictor, backbone
@@ -164,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MPAE inference benchmark: {args.backbone} (random weights), K={args.num_parts}")
     print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}; torch {torch.__version__}, "
           f"timm {timm.__version__}, threads: {torch.get_num_threads()}")
-    print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s)\n")
+    print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s), the four cases interleaved")
+    if hasattr(os, "getloadavg"):
+        print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine skews CPU timings)")
+    print()
     rows = [row for size in args.sizes for row in bench_size(args, device, size)]
     print(format_table(rows, args.markdown))
     print()
@@ -183,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         failed += not ok
         print(f"  {'PASS' if ok else 'FAIL'}  S={r['size']:<4} B={r['batch']:<3} {r['what']:<14} "
               f"{r['overhead']:+6.1f} %  (target <= {target:.0f} %)")
+    if hasattr(os, "getloadavg"):
+        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     print(f"\n{failed} of {sum(r['overhead'] is not None for r in rows)} rows miss their target.")
     return 0
 

@@ -127,10 +127,10 @@ def _labels_and_confidence(logits: torch.Tensor, size: tuple[int, int]) -> tuple
 class Predictor:
     """Runs an MPAE model on batches of PIL images: device choice, autocast on CUDA, ``torch.inference_mode``."""
 
-    def __init__(self, model: MPAE, device: str | torch.device = "auto", *, amp: bool = True) -> None:
+    def __init__(self, model: MPAE, device: str | torch.device = "auto", *, precision: str = "auto") -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.amp_dtype = autocast_dtype(self.device) if amp else None
+        self.amp_dtype = autocast_dtype(self.device, precision)
 
     @property
     def image_size(self) -> int:

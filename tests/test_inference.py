@@ -76,3 +76,14 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_autocast_choice():
+    from mpae_core.devices import autocast_dtype
+
+    assert autocast_dtype(torch.device("cpu")) is None
+    assert autocast_dtype(torch.device("cuda")) == torch.float16
+    assert autocast_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), "fp32") is None
+    with pytest.raises(ValueError, match="Unknown precision"):
+        autocast_dtype(torch.device("cuda"), "int8")
