@@ -9,7 +9,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import MPAEConfig
-from .pos_embed import sincos_2d
+from .pos_embed import init_linear_and_norm_, sincos_2d
 
 
 class PartFormer(nn.Module):
@@ -41,14 +41,7 @@ class PartFormer(nn.Module):
         self._init_weights(cfg)
 
     def _init_weights(self, cfg: MPAEConfig) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm_(self, conv=True)
         nn.init.normal_(self.queries, std=0.02)
         with torch.no_grad():
             self.pos_embed[0, self.num_slots :] = sincos_2d(cfg.descriptor_dim, cfg.grid_size)

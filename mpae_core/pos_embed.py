@@ -1,7 +1,21 @@
-"""Fixed 2-D sine-cosine position tables (MAE style), used by the PartFormer init and the restoration network."""
+"""Shared pieces of the two small pixel ViTs (PartFormer, restoration network): sin-cos tables and init."""
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+
+def init_linear_and_norm_(root: nn.Module, *, conv: bool = False) -> None:
+    """Xavier-uniform Linear (and, with ``conv``, Conv2d) weights, zero biases, LayerNorm 1/0, as the reference."""
+    layer_types = (nn.Linear, nn.Conv2d) if conv else (nn.Linear,)
+    for module in root.modules():
+        if isinstance(module, layer_types):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 def _sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:

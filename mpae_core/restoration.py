@@ -15,7 +15,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import MPAEConfig
-from .pos_embed import sincos_2d
+from .pos_embed import init_linear_and_norm_, sincos_2d
 
 
 @dataclass
@@ -71,16 +71,9 @@ class RestorationNetwork(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        w = self.patch_embed.proj.weight
+        w = self.patch_embed.proj.weight  # xavier on the flattened [out, in·k·k] view, as MAE does
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm_(self)
 
     def sample_mask(self, batch: int, device: torch.device, generator: torch.Generator | None = None) -> RandomMask:
         return RandomMask.sample(batch, self.grid**2, self.num_keep, device=device, generator=generator)
