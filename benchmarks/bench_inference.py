@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from mpae_core.backbone import resolve_backbone  # noqa: E402
 from mpae_core.config import DEFAULT_BACKBONE, MPAEConfig  # noqa: E402
-from mpae_core.devices import autocast_dtype, resolve_device  # noqa: E402
+from mpae_core.devices import PRECISIONS, autocast_dtype, resolve_device  # noqa: E402
 from mpae_core.inference import IMAGENET_MEAN, IMAGENET_STD, PartPrediction, Predictor  # noqa: E402
 from mpae_core.model import MPAE  # noqa: E402
 
@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"timm backbone name, built with random weights (default: {DEFAULT_BACKBONE})")
     p.add_argument("--num-parts", type=int, default=16, metavar="K",
                    help="foreground parts K; the model has K + 1 slots (default: 16)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="autocast on CUDA, as the Predictor's option (auto = its default); CPU runs fp32 (default: auto)")
     p.add_argument("--markdown", action="store_true", help="print the table in Markdown instead of plain text")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and inputs (default: 0)")
     args = p.parse_args(argv)
@@ -64,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":  # "auto" may pick Apple MPS
+        torch.mps.synchronize()
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -115,8 +119,8 @@ def bench_size(args: argparse.Namespace, device: torch.device, size: int) -> lis
     cfg = MPAEConfig(image_size=size, num_parts=args.num_parts, backbone=args.backbone)
     backbone = resolve_backbone(cfg.backbone, cfg.image_size, allow_random=True, **cfg.backbone_kwargs)
     model = MPAE(cfg, backbone).to(device).eval()
-    predictor = Predictor(model, device)  # the app's path: same device, same autocast
-    amp = autocast_dtype(device)
+    predictor = Predictor(model, device, precision=args.precision)  # the app's path, same autocast
+    amp = autocast_dtype(device, args.precision)
     rows = []
     for batch in args.batches:
         x = random_batch(batch, size, device)
@@ -162,17 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mpae_core.backbone").setLevel(logging.ERROR)  # the "RANDOM weights" warning is expected
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
-    amp = autocast_dtype(device)
+    amp = autocast_dtype(device, args.precision)
     print(f"MPAE inference benchmark: {args.backbone} (random weights), K={args.num_parts}")
     print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}; torch {torch.__version__}, "
           f"timm {timm.__version__}, threads: {torch.get_num_threads()}")
-    print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s), the four cases interleaved")
-    if hasattr(os, "getloadavg"):
-        print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine skews CPU timings)")
-    print()
+    load = f"; load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s), the four cases interleaved{load}\n")
     rows = [row for size in args.sizes for row in bench_size(args, device, size)]
-    print(format_table(rows, args.markdown))
-    print()
+    print(format_table(rows, args.markdown) + "\n")
     if device.type == "cuda":
         print("peak MiB: torch.cuda.max_memory_allocated during the timed runs (weights and input included).")
     else:
@@ -180,16 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     print("label map: Predictor.logits (to CPU), then PartPrediction.from_logits and label_map at SxS per image.\n")
     print("Targets (overhead vs backbone): <= 10 % at 128x128 output, <= 15 % at full image size (SxS)")
     failed = 0
-    for r in rows:
-        if r["overhead"] is None:
-            continue
+    for r in (r for r in rows if r["overhead"] is not None):
         target = TARGETS[r["what"]]
         ok = r["overhead"] <= target
         failed += not ok
         print(f"  {'PASS' if ok else 'FAIL'}  S={r['size']:<4} B={r['batch']:<3} {r['what']:<14} "
               f"{r['overhead']:+6.1f} %  (target <= {target:.0f} %)")
     if hasattr(os, "getloadavg"):
-        print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+        print(f"\nload average after: {os.getloadavg()[0]:.2f} (other work on the machine skews CPU timings)")
     print(f"\n{failed} of {sum(r['overhead'] is not None for r in rows)} rows miss their target.")
     return 0
 
