@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from .backbone import resolve_backbone
 from .config import MPAEConfig
+from .devices import resolve_device
 from .errors import CheckpointError
 from .model import MPAE, ModelInfo
 from .official import (
@@ -190,7 +191,8 @@ def load_checkpoint(
     allow_random_backbone: bool = False,
     device: str | torch.device = "cpu",
 ) -> MPAE:
-    """A ready model in eval mode from our ``.safetensors`` or the authors' ``.pth``.
+    """A ready model in eval mode, on ``device`` ("auto", "cpu", "cuda:1", ...), from our ``.safetensors`` or the
+    authors' ``.pth``.
 
     Backbone weights: embedded in the file → ``backbone_weights`` / ``MPAE_BACKBONE_WEIGHTS`` → timm's cache;
     random only with ``allow_random_backbone=True``. Every failure is a CheckpointError or BackboneWeightsError
@@ -209,4 +211,4 @@ def load_checkpoint(
         model = _load_official(path, backbone_weights, allow_random_backbone)
     logger.info("Loaded %s (%s, K=%d, S=%d)", path, model.info.source_format, model.cfg.num_parts,
                 model.cfg.image_size)
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()

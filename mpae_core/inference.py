@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from .devices import autocast_dtype, resolve_device
-from .model import MPAE
+from .cuda_graphs import GraphedFunction
+from .model import MPAE, upsample_logits
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,6 +109,11 @@ class PartPrediction:
         return _labels_and_confidence(self.logits, size or self.image_size)[1]
 
 
+def channels_to_labels(index: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Model channel → label value: background (the last channel) → 0, part slot k → k + 1."""
+    return torch.where(index == num_slots - 1, torch.zeros_like(index), index + 1)
+
+
 def _labels_and_confidence(logits: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     height, width = size
     q = logits.shape[0]
@@ -117,7 +123,7 @@ def _labels_and_confidence(logits: torch.Tensor, size: tuple[int, int]) -> tuple
         top, index = band.max(dim=0)
         # max softmax probability = 1 / Σ_q exp(l_q − l_max)
         conf = 1.0 / torch.exp(band - top.unsqueeze(0)).sum(dim=0)
-        slot = torch.where(index == q - 1, torch.zeros_like(index), index + 1)  # background (last) → 0
+        slot = channels_to_labels(index, q)
         rows = slice(start, start + band.shape[1])
         labels[rows] = slot.numpy().astype(labels.dtype)
         confidence[rows] = conf.numpy()
@@ -125,12 +131,18 @@ def _labels_and_confidence(logits: torch.Tensor, size: tuple[int, int]) -> tuple
 
 
 class Predictor:
-    """Runs an MPAE model on batches of PIL images: device choice, autocast on CUDA, ``torch.inference_mode``."""
+    """Runs an MPAE model on batches of images: device choice, autocast and CUDA graphs on CUDA, inference mode.
 
-    def __init__(self, model: MPAE, device: str | torch.device = "auto", *, precision: str = "auto") -> None:
+    ``logits``/``predict`` return CPU results for the app and the store; ``probs`` and ``label_maps`` keep the
+    per-pixel work on the device and move only the answer.
+    """
+
+    def __init__(self, model: MPAE, device: str | torch.device = "auto", *, precision: str = "auto",
+                 cuda_graphs: bool = True) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.amp_dtype = autocast_dtype(self.device, precision)
+        self._logits = GraphedFunction(self._forward, enabled=cuda_graphs and self.device.type == "cuda")
 
     @property
     def image_size(self) -> int:
@@ -139,14 +151,35 @@ class Predictor:
     def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return torch.stack([preprocess(image, self.image_size) for image in images])
 
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        # cache_enabled=False: autocast's weight cast cache must not outlive a CUDA graph capture
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None, cache_enabled=False):
+            return self.model.part_logits(batch)
+
+    def _device_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._logits(batch.to(self.device, non_blocking=True))
+
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """[B, Q, h, w] fp32 logits on the CPU for an already normalised batch."""
-        batch = batch.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            logits = self.model.part_logits(batch)
-        return logits.float().cpu()
+        return self._device_logits(batch).float().cpu()
+
+    @torch.inference_mode()
+    def probs(self, batch: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """[B, Q, H, W] probabilities on the device (background last), as ``MPAE.predict_probs``."""
+        size = output_size or self.model.cfg.default_output_size
+        return upsample_logits(self._device_logits(batch), size).softmax(dim=1)
+
+    @torch.inference_mode()
+    def label_maps(self, batch: torch.Tensor, output_size: tuple[int, int]) -> np.ndarray:
+        """[B, H, W] label maps (0 = background, k + 1 = slot k) computed on the device, returned as uint8/16."""
+        logits = upsample_logits(self._device_logits(batch), output_size)
+        q = logits.shape[1]
+        labels = channels_to_labels(logits.argmax(dim=1), q)
+        if q <= 256:
+            return labels.to(torch.uint8).cpu().numpy()
+        return labels.to(torch.int32).cpu().numpy().astype(np.uint16)
 
     def predict(self, images: Sequence[Image.Image], batch_size: int = 8) -> list[PartPrediction]:
         """One PartPrediction per image, computed ``batch_size`` images at a time."""
@@ -160,4 +193,3 @@ class Predictor:
 
     def predict_one(self, image: Image.Image) -> PartPrediction:
         return self.predict([image], batch_size=1)[0]
-

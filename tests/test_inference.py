@@ -87,3 +87,23 @@ def test_autocast_choice():
     assert autocast_dtype(torch.device("cuda"), "fp32") is None
     with pytest.raises(ValueError, match="Unknown precision"):
         autocast_dtype(torch.device("cuda"), "int8")
+
+
+def test_device_label_maps_match_per_image_label_maps():
+    predictor = Predictor(tiny_model(), device="cpu")
+    batch = torch.randn(2, 3, 224, 224)
+    maps = predictor.label_maps(batch, (60, 80))
+    assert maps.shape == (2, 60, 80) and maps.dtype == np.uint8
+    for logits, labels in zip(predictor.logits(batch), maps):
+        per_image = PartPrediction.from_logits(logits, (60, 80)).label_map()
+        assert (per_image == labels).mean() > 0.999
+    probs = predictor.probs(batch, (60, 80))
+    torch.testing.assert_close(probs, predictor.model.predict_probs(batch, (60, 80)))
+
+
+def test_graphed_function_is_a_plain_call_off_cuda():
+    from mpae_core.cuda_graphs import GraphedFunction
+
+    calls = []
+    graphed = GraphedFunction(lambda x: calls.append(x) or x * 2)
+    assert torch.equal(graphed(torch.ones(2)), torch.full((2,), 2.0)) and len(calls) == 1

@@ -99,3 +99,14 @@ def test_predict_probs_sums_to_one_with_background_last():
         probs = model.predict_probs(torch.randn(2, 3, 224, 224), output_size=(40, 30))
     assert probs.shape == (2, 5, 40, 30)
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 40, 30))
+
+
+def test_partformer_last_block_shortcut_is_exact():
+    """The PartFormer evaluates its last block for the query tokens only; that must equal the full block."""
+    partformer = tiny_model().partformer
+    images = torch.randn(2, 3, 224, 224)
+    x = partformer.patch_embed(images).flatten(2).transpose(1, 2)
+    x = torch.cat([partformer.queries.expand(2, -1, -1), x], dim=1) + partformer.pos_embed
+    full = partformer.blocks(partformer.norm_pre(x))[:, : partformer.num_slots]
+    expected = partformer.proj(partformer.norm(full))
+    torch.testing.assert_close(partformer(images), expected, rtol=1e-5, atol=1e-5)
