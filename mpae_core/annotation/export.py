@@ -1,0 +1,401 @@
+"""PNG and COCO exports of part label maps: the one code path that the app and the batch CLI both call.
+
+Everything streams: exporters take an iterator of (relpath, label map) and never hold more than one image's map;
+:class:`CocoWriter` keeps images and annotations in temporary files until it is closed, so 100,000 images cost
+no more memory than one. Label maps hold label values (0 background, k + 1 slot k, IGNORE_LABEL); the part table
+turns them into export indices (0 background, 1..N labels, 255 ignore).
+
+COCO has no "ignore": ignored pixels (255 in the PNGs) get no annotation, so they decode as background there.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from .labels import EXPORT_IGNORE
+from .parts import BACKGROUND_COLOR, BACKGROUND_NAME, IGNORE_COLOR, IGNORE_NAME, ExportLabel, PartTable
+from .project import AnnotationProject
+from .storage import atomic_write, atomic_write_bytes, atomic_write_json, write_png
+from ..palette import color_to_hex
+
+logger = logging.getLogger(__name__)
+
+Source = AnnotationProject | Iterable[tuple[str, np.ndarray]]
+COCO_SUPERCATEGORY = "part"
+
+
+# ----- file names ---------------------------------------------------------------------------------------------------
+def mask_relpath(relpath: str) -> str:
+    """Where an image's mask goes under ``masks/``: the same relative path with a .png suffix (VOC style)."""
+    path = PurePosixPath(relpath)
+    return path.with_suffix(".png").as_posix() if path.suffix else f"{path.as_posix()}.png"
+
+
+def unique_mask_relpaths(relpaths: Iterable[str]) -> dict[str, str]:
+    """Mask names for a whole image list; images whose masks would clash (a.jpg and a.png) keep their full name
+    (a.jpg.png, a.png.png). Compared case-insensitively, since Windows and macOS folders are."""
+    relpaths = list(relpaths)
+    owners: dict[str, int] = {}
+    for rel in relpaths:
+        key = mask_relpath(rel).casefold()
+        owners[key] = owners.get(key, 0) + 1
+    return {rel: mask_relpath(rel) if owners[mask_relpath(rel).casefold()] == 1 else f"{rel}.png" for rel in relpaths}
+
+
+# ----- labels files -------------------------------------------------------------------------------------------------
+def palette_for(labels: Sequence[ExportLabel]) -> list[int]:
+    """768-entry PNG palette: background black, each label its colour, 255 (ignore) white."""
+    palette = [0] * 768
+    palette[0:3] = BACKGROUND_COLOR
+    for label in labels:
+        palette[3 * label.index : 3 * label.index + 3] = label.color
+    palette[3 * EXPORT_IGNORE : 3 * EXPORT_IGNORE + 3] = IGNORE_COLOR
+    return palette
+
+
+def write_label_files(labels: Sequence[ExportLabel], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """``labels.txt`` (line i = name of index i, line 0 background) and ``labels.json`` ({index: {name, color}})."""
+    out_dir = Path(out_dir)
+    lines = [BACKGROUND_NAME, *(label.name for label in labels)]
+    txt = atomic_write_bytes(out_dir / "labels.txt", ("\n".join(lines) + "\n").encode("utf-8"))
+    table: dict[str, Any] = {"0": {"name": BACKGROUND_NAME, "color": color_to_hex(BACKGROUND_COLOR)}}
+    for label in labels:
+        table[str(label.index)] = {"name": label.name, "color": color_to_hex(label.color),
+                                   "slots": sorted(label.slots)}
+    table[str(EXPORT_IGNORE)] = {"name": IGNORE_NAME, "color": color_to_hex(IGNORE_COLOR)}
+    js = atomic_write_json(out_dir / "labels.json", table, fsync=False, indent=2)
+    return txt, js
+
+
+def coco_categories(labels: Sequence[ExportLabel]) -> list[dict[str, Any]]:
+    return [{"id": label.index, "name": label.name, "supercategory": COCO_SUPERCATEGORY} for label in labels]
+
+
+# ----- PNG ----------------------------------------------------------------------------------------------------------
+class PngMaskWriter:
+    """Writes ``out_dir/masks/<relpath>.png`` one image at a time, plus the labels files when it starts.
+
+    The part table is copied when the writer starts, so a table edited meanwhile in the app cannot mix two
+    labelings into one export.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, part_table: PartTable, *,
+                 mask_names: Mapping[str, str] | None = None, write_labels: bool = True,
+                 compress_level: int = 1) -> None:
+        self.out_dir = Path(out_dir)
+        self.table = part_table.copy()
+        self.labels = self.table.export_labels()
+        self.palette = palette_for(self.labels)
+        self.mask_names = mask_names
+        self.compress_level = compress_level
+        self.count = 0
+        self._taken: dict[str, str] = {}
+        if write_labels:
+            write_label_files(self.labels, self.out_dir)
+
+    def mask_path(self, relpath: str) -> Path:
+        name = self.mask_names.get(relpath) if self.mask_names is not None else None
+        return self.out_dir / "masks" / (name or mask_relpath(relpath))
+
+    def add(self, relpath: str, label_map: np.ndarray) -> Path:
+        """Label values → export indices → palette PNG; returns the mask's path."""
+        return self.add_indices(relpath, self.table.to_export(label_map))
+
+    def add_indices(self, relpath: str, indices: np.ndarray) -> Path:
+        """Write a map that already holds export indices (uint8), e.g. one shared with a CocoWriter."""
+        path = self.mask_path(relpath)
+        key = path.relative_to(self.out_dir).as_posix().casefold()
+        if self._taken.setdefault(key, relpath) != relpath:
+            raise ValueError(f"Images '{self._taken[key]}' and '{relpath}' would both be exported as '{path}'; pass "
+                             "mask_names=unique_mask_relpaths(all image paths) to keep them apart.")
+        if indices.dtype != np.uint8 or indices.ndim != 2:
+            raise ValueError(f"Export indices of '{relpath}' must be a 2-D uint8 map, got {indices.dtype} "
+                             f"{indices.shape}.")
+        image = Image.fromarray(indices)
+        image.putpalette(self.palette)
+        write_png(path, image, compress_level=self.compress_level)
+        self.count += 1
+        return path
+
+
+# ----- COCO ---------------------------------------------------------------------------------------------------------
+def coco_annotations_for(indices: np.ndarray) -> list[dict[str, Any]]:
+    """One id-less COCO annotation (compressed RLE, area, bbox) per label present in an export-index map.
+
+    Cheap enough to run in DataLoader workers; :meth:`CocoWriter.add_encoded` numbers them.
+    """
+    counts = np.bincount(indices.ravel(), minlength=256)
+    present = [i for i in np.flatnonzero(counts[1:EXPORT_IGNORE]) + 1]
+    if not present:
+        return []
+    transposed = np.ascontiguousarray(indices.T)  # so each binary mask is Fortran-ordered without another copy
+    annotations = []
+    for index in present:
+        binary = (transposed == index).T.view(np.uint8)
+        rle = mask_utils.encode(np.asfortranarray(binary))
+        annotations.append({
+            "category_id": int(index),
+            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+            "area": int(mask_utils.area(rle)),
+            "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+            "iscrowd": 0,
+        })
+    return annotations
+
+
+class CocoWriter:
+    """Builds a COCO instances file image by image without holding the dataset (temporary files until ``close``).
+
+    Use as a context manager: the file appears, atomically, only when the block ends without an error.
+    """
+
+    def __init__(self, out_path: str | os.PathLike, part_table: PartTable | None = None, *,
+                 categories: Sequence[Mapping[str, Any]] | None = None, description: str = "MPAE Annotator part masks",
+                 first_image_id: int = 1, first_annotation_id: int = 1) -> None:
+        if (part_table is None) == (categories is None):
+            raise ValueError("Give a CocoWriter either a part table or a list of COCO categories.")
+        self.out_path = Path(out_path)
+        self.table = part_table.copy() if part_table is not None else None
+        self.categories = [dict(c) for c in categories] if categories is not None else coco_categories(
+            self.table.export_labels())  # type: ignore[union-attr]
+        self._category_ids = {int(c["id"]) for c in self.categories}
+        self.description = description
+        self.next_image_id = first_image_id
+        self.next_annotation_id = first_annotation_id
+        self.num_images = 0
+        self.num_annotations = 0
+        self._file_names: set[str] = set()
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._parts: list[tuple[TextIO, str]] = []
+        for kind in ("images", "annotations"):
+            fd, name = tempfile.mkstemp(prefix=f".{self.out_path.name}.{kind}.", suffix=".tmp",
+                                        dir=self.out_path.parent)
+            self._parts.append((os.fdopen(fd, "w", encoding="utf-8"), name))
+        self._closed = False
+
+    def __enter__(self) -> "CocoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add(self, relpath: str, label_map: np.ndarray) -> int:
+        """Add one image from its label values; returns its image id."""
+        if self.table is None:
+            raise ValueError("This CocoWriter has no part table; add export indices with add_indices instead.")
+        return self.add_indices(relpath, self.table.to_export(label_map))
+
+    def add_indices(self, relpath: str, indices: np.ndarray) -> int:
+        """Add one image from its export-index map (uint8, 255 = ignore); returns its image id."""
+        height, width = indices.shape
+        return self.add_encoded(relpath, (height, width), coco_annotations_for(indices))
+
+    def add_encoded(self, relpath: str, size: tuple[int, int], annotations: Iterable[Mapping[str, Any]]) -> int:
+        """Add one image and its id-less annotations (from :func:`coco_annotations_for`); returns its image id."""
+        self._check_open()
+        if relpath in self._file_names:
+            raise ValueError(f"'{relpath}' was already added to '{self.out_path}'; each image goes in once.")
+        self._file_names.add(relpath)
+        image_id = self.next_image_id
+        self.next_image_id += 1
+        image = {"id": image_id, "width": int(size[1]), "height": int(size[0]), "file_name": relpath}
+        self._write(0, image)
+        for annotation in annotations:
+            if int(annotation["category_id"]) not in self._category_ids:
+                raise ValueError(f"An annotation of '{relpath}' has category {annotation['category_id']}, which "
+                                 f"'{self.out_path}' does not define.")
+            self._write(1, {"id": self.next_annotation_id, "image_id": image_id, **annotation})
+            self.next_annotation_id += 1
+            self.num_annotations += 1
+        self.num_images += 1
+        return image_id
+
+    def close(self) -> Path:
+        """Assemble the final JSON from the temporary files and move it into place."""
+        self._check_open()
+        self._closed = True
+        for handle, _ in self._parts:
+            handle.close()
+        header = {
+            "info": {"description": self.description, "version": "1.0",
+                     "date_created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+            "licenses": [],
+            "categories": self.categories,
+        }
+
+        def write(f) -> None:
+            f.write(json.dumps(header, ensure_ascii=False)[:-1].encode("utf-8"))
+            for key, (_, name) in zip(("images", "annotations"), self._parts):
+                f.write(f', "{key}": ['.encode("utf-8"))
+                with open(name, encoding="utf-8") as part:
+                    for i, line in enumerate(part):
+                        f.write(((",\n" if i else "\n") + line.rstrip("\n")).encode("utf-8"))
+                f.write(b"]")
+            f.write(b"}\n")
+
+        try:
+            atomic_write(self.out_path, write)
+        finally:
+            self._remove_parts()
+        return self.out_path
+
+    def abort(self) -> None:
+        """Drop everything written so far; the output file is left as it was."""
+        if not self._closed:
+            self._closed = True
+            for handle, _ in self._parts:
+                handle.close()
+            self._remove_parts()
+
+    def _write(self, which: int, obj: Mapping[str, Any]) -> None:
+        self._parts[which][0].write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"The COCO writer for '{self.out_path}' is already closed.")
+
+    def _remove_parts(self) -> None:
+        for _, name in self._parts:
+            Path(name).unlink(missing_ok=True)
+
+
+def merge_coco_parts(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> Path:
+    """Join COCO files written by several workers (e.g. torchrun ranks) into one, renumbering image and annotation
+    ids from 1; categories must be identical and no image may appear twice. Reads one part at a time."""
+    if not paths:
+        raise ValueError("merge_coco_parts needs at least one COCO file.")
+    writer: CocoWriter | None = None
+    try:
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    part = json.load(f)
+                categories, images, annotations = part["categories"], part["images"], part["annotations"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"Cannot merge '{path}': it is not a readable COCO file ({exc}).") from exc
+            if writer is None:
+                writer = CocoWriter(out_path, categories=categories,
+                                    description=part.get("info", {}).get("description", "MPAE Annotator part masks"))
+            elif _category_key(categories) != _category_key(writer.categories):
+                raise ValueError(f"Cannot merge '{path}': its categories differ from '{paths[0]}' (different part "
+                                 "tables); export all parts with the same table.")
+            by_image: dict[int, list[dict[str, Any]]] = {int(image["id"]): [] for image in images}
+            for annotation in annotations:
+                owner = by_image.get(int(annotation["image_id"]))
+                if owner is None:
+                    raise ValueError(f"Cannot merge '{path}': annotation {annotation.get('id')} refers to image "
+                                     f"{annotation['image_id']}, which the file does not list.")
+                owner.append({k: v for k, v in annotation.items() if k not in ("id", "image_id")})
+            for image in images:
+                writer.add_encoded(image["file_name"], (image["height"], image["width"]), by_image[int(image["id"])])
+            del part, images, annotations, by_image
+        assert writer is not None
+        return writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+
+
+def _category_key(categories: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    return [(int(c["id"]), str(c["name"])) for c in categories]
+
+
+# ----- whole exports ------------------------------------------------------------------------------------------------
+@dataclass
+class ExportResult:
+    """What an export wrote; ``images`` counts the label maps exported."""
+
+    out_dir: Path
+    labels: list[ExportLabel]
+    images: int = 0
+    masks_dir: Path | None = None
+    coco_path: Path | None = None
+    annotations: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def export_annotations(source: Source, part_table: PartTable | None, out_dir: str | os.PathLike, *,
+                       formats: Iterable[str] = ("png", "coco"), mask_names: Mapping[str, str] | None = None,
+                       coco_name: str = "coco.json",
+                       on_image: Callable[[str], None] | None = None) -> ExportResult:
+    """Export every label map of ``source`` (a project, or (relpath, label map) pairs) in one pass.
+
+    ``part_table`` defaults to the project's. ``on_image(relpath)`` runs after each image (progress; raise in
+    it to cancel: the COCO file is then not written, masks already written stay).
+    """
+    formats = {f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)}
+    unknown = formats - {"png", "coco"}
+    if unknown or not formats:
+        raise ValueError(f"Unknown export format(s) {sorted(unknown) or formats}; choose 'png' and/or 'coco'.")
+    items, table, names = _resolve(source, part_table, mask_names)
+    table = table.copy()  # one labeling for the whole export, even if the app's table changes meanwhile
+    out_dir = Path(out_dir)
+    png = PngMaskWriter(out_dir, table, mask_names=names) if "png" in formats else None
+    result = ExportResult(out_dir, table.export_labels())
+    if png is not None:
+        result.masks_dir = out_dir / "masks"
+        result.files += [out_dir / "labels.txt", out_dir / "labels.json"]
+    coco = CocoWriter(out_dir / coco_name, table) if "coco" in formats else None
+    try:
+        for relpath, label_map in items:
+            indices = table.to_export(label_map)
+            if png is not None:
+                result.files.append(png.add_indices(relpath, indices))
+            if coco is not None:
+                coco.add_indices(relpath, indices)
+            result.images += 1
+            if on_image is not None:
+                on_image(relpath)
+        if coco is not None:
+            result.coco_path = coco.close()
+            result.annotations = coco.num_annotations
+            result.files.append(result.coco_path)
+    except BaseException:
+        if coco is not None:
+            coco.abort()
+        raise
+    logger.info("Exported %d images (%s) to %s", result.images, ", ".join(sorted(formats)), out_dir)
+    return result
+
+
+def export_png(source: Source, part_table: PartTable | None, out_dir: str | os.PathLike, *,
+               mask_names: Mapping[str, str] | None = None,
+               on_image: Callable[[str], None] | None = None) -> ExportResult:
+    """8-bit palette PNG per image under ``out_dir/masks/``, plus ``labels.txt`` and ``labels.json``."""
+    return export_annotations(source, part_table, out_dir, formats=("png",), mask_names=mask_names,
+                              on_image=on_image)
+
+
+def export_coco(source: Source, part_table: PartTable | None, out_dir: str | os.PathLike, *,
+                coco_name: str = "coco.json", on_image: Callable[[str], None] | None = None) -> ExportResult:
+    """``out_dir/coco.json`` with one compressed-RLE annotation per (image, present label)."""
+    return export_annotations(source, part_table, out_dir, formats=("coco",), coco_name=coco_name,
+                              on_image=on_image)
+
+
+def _resolve(source: Source, part_table: PartTable | None, mask_names: Mapping[str, str] | None
+             ) -> tuple[Iterator[tuple[str, np.ndarray]], PartTable, Mapping[str, str] | None]:
+    if isinstance(source, AnnotationProject):
+        table = part_table if part_table is not None else source.parts
+        if table is None:
+            raise ValueError(f"The project '{source.project_dir}' has no part table yet; predict some images first.")
+        if mask_names is None:
+            mask_names = unique_mask_relpaths(source.relpaths())
+        return source.iter_label_maps(), table, mask_names
+    if part_table is None:
+        raise ValueError("Exporting label maps needs the part table that names their slots.")
+    return iter(source), part_table, mask_names

@@ -1,0 +1,93 @@
+"""Atomic file writes and the small binary formats of the annotation store.
+
+Every file of a project or an export is written to a temporary file in the same folder and moved into place with
+``os.replace``, so a crash or a full disk leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+from PIL import Image
+
+from ..errors import MPAEError
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, fsync: bool = False) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it over ``path`` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
+    return atomic_write(path, lambda f: f.write(data), fsync=fsync)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, fsync: bool = True, indent: int | None = 1) -> Path:
+    """JSON (UTF-8, non-ASCII kept readable) written atomically; the project index is fsynced by default."""
+    data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")
+    return atomic_write_bytes(path, data, fsync=fsync)
+
+
+def write_png(path: str | os.PathLike, image: Image.Image, *, compress_level: int = 1) -> Path:
+    """PNG written atomically; level 1 because label masks compress well even at the fastest level."""
+    return atomic_write(path, lambda f: image.save(f, format="PNG", compress_level=compress_level))
+
+
+def write_uint16_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """A [H, W] uint16 array as a 16-bit grayscale PNG (the edit layer on disk)."""
+    if array.dtype != np.uint16 or array.ndim != 2:
+        raise ValueError(f"Expected a 2-D uint16 array for '{path}', got {array.dtype} {array.shape}.")
+    return write_png(path, Image.fromarray(array))
+
+
+def read_uint16_png(path: str | os.PathLike) -> np.ndarray:
+    """Read back a 16-bit PNG written by :func:`write_uint16_png`; damaged files raise MPAEError."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("I;16", "I"):
+                raise ValueError(f"it is a {im.mode} image, not a 16-bit label layer")
+            array = np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MPAEError(f"Cannot read the edit layer '{path}': {exc}; delete it to drop that image's edits.") from exc
+    if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+        raise MPAEError(f"Cannot read the edit layer '{path}': values outside 0..65535; delete it to drop that "
+                        "image's edits.")
+    return array.astype(np.uint16, copy=False)
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file (no pickles: a project folder from elsewhere cannot run code)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise MPAEError(f"Cannot read the prediction file '{path}': {exc}; predict that image again.") from exc
