@@ -1,0 +1,171 @@
+"""The training CLI end to end on a tiny synthetic dataset: train, resume, evaluate, convert, torchrun."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import official_state_dict
+from training.presets import TRAIN_PRESETS, train_preset
+from training.run import main
+from training.sampler import EpochSampler
+
+FAST = ["--image-size", "56", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--quiet", "--log-every", "1"]
+LOSS_KEYS = {"foreground_presence", "background_presence", "semantic", "total_variation", "entropy",
+             "reconstruction", "total"}
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    from training.synthetic import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic_dataset(root, num_train=12, num_test=4, image_size=(64, 64))
+    return root
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_presets_carry_the_reference_recipe():
+    for name in ("celeba", "cub", "partimagenet_ood", "partimagenet_seg"):
+        cfg = TRAIN_PRESETS[name]
+        assert (cfg.lr, cfg.gamma, cfg.batch_size, cfg.clip_grad) == (5e-4, 0.2, 64, 2.0)
+    assert (TRAIN_PRESETS["celeba"].epochs, TRAIN_PRESETS["celeba"].milestones) == (20, (15, 18))
+    assert (TRAIN_PRESETS["cub"].epochs, TRAIN_PRESETS["cub"].milestones, TRAIN_PRESETS["cub"].model.image_size) == (
+        100, (80, 90), 448)
+    assert TRAIN_PRESETS["partimagenet_seg"].milestones == (50, 60) and TRAIN_PRESETS["partimagenet_seg"].model.group_size == 64
+    assert train_preset("cub", epochs=3, model__num_parts=8).model.num_parts == 8
+
+
+def test_train_resume_eval_convert(synthetic_root, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(run),
+                 "--epochs", "1", *FAST]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["image_size"] == 56 and config["dataset"] == "synthetic"
+    records = _metrics(run)
+    train_lines = [r for r in records if r["kind"] == "train"]
+    assert len(train_lines) == 3 and LOSS_KEYS <= set(train_lines[0]) and {"lr", "images_per_s"} <= set(train_lines[0])
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in train_lines)
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert len(evals) == 1 and {"nmi", "ari", "fg_nmi", "fg_ari"} <= set(evals[0])
+    for name in ("last.safetensors", "best.safetensors", "last_state.pt"):
+        assert (run / "checkpoints" / name).is_file()
+
+    # resume: the schedule, optimizer and step counter continue
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", *FAST]) == 0
+    steps = [r["step"] for r in _metrics(run) if r["kind"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    state = torch.load(run / "checkpoints" / "last_state.pt", weights_only=True)
+    assert state["position"]["epoch"] == 2 and state["optimizer"]["state"]
+
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(run / "checkpoints" / "last.safetensors"), "--dataset", "synthetic",
+                 "--data-root", str(synthetic_root), "--out", str(out), "--workers", "0", "--quiet"]) == 0
+    metrics = json.loads(out.read_text())
+    assert {"nmi", "ari", "fg_nmi", "fg_ari"} <= set(metrics) and 0 <= metrics["nmi"] <= 100
+
+    official = tmp_path / "model_best.pth"
+    torch.save(official_state_dict("celeba_k16", seed=None), official)
+    converted = tmp_path / "converted.safetensors"
+    assert main(["convert", str(official), str(converted), "--embed-backbone"]) == 0
+    from mpae_core.checkpoint import load_checkpoint
+    assert load_checkpoint(converted).cfg.num_parts == 16
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--preset", "synthetic", "--data-root", str(tmp_path / "syn"), "--out",
+                 str(tmp_path / "none"), "--resume", "--max-steps", "1", *FAST]) == 1
+    assert "Cannot resume" in capsys.readouterr().err
+
+
+def test_interrupt_mid_epoch_resumes_at_the_next_batch(synthetic_root, tmp_path, monkeypatch):
+    from training import trainer as trainer_module
+    from training.run import _training_dataset
+
+    cfg = train_preset("synthetic", data_root=str(synthetic_root), epochs=1, batch_size=4, num_workers=0,
+                       log_every=1, model__image_size=56)
+    original = trainer_module.Trainer._optimisation_step
+    calls = {"n": 0}
+
+    def interrupted(self, images):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, images)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_optimisation_step", interrupted)
+    trainer = trainer_module.Trainer(cfg, _training_dataset(cfg), tmp_path / "run", device="cpu", show_progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    seen: list[torch.Tensor] = []
+
+    def counted(self, images):
+        seen.append(images)
+        return original(self, images)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_optimisation_step", counted)
+    resumed = trainer_module.Trainer(cfg, _training_dataset(cfg), tmp_path / "run", device="cpu", resume=True,
+                                     show_progress=False)
+    assert (resumed.position.epoch, resumed.position.step_in_epoch, resumed.position.global_step) == (0, 2, 2)
+    resumed.train()
+    assert len(seen) == 1  # 12 images, batch 4: only the third batch was left
+    assert resumed.position.global_step == 3 and resumed.position.epoch == 1
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    from training import trainer as trainer_module
+    from training.run import _training_dataset
+
+    cfg = train_preset("synthetic", data_root=str(synthetic_root), epochs=2, batch_size=4, num_workers=0,
+                       model__image_size=56)
+    trainer = trainer_module.Trainer(cfg, _training_dataset(cfg), tmp_path / "run", device="cpu", show_progress=False)
+    original = trainer.model.training_losses
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if trainer.position.epoch == 1:
+            out.losses["total"] = out.losses["total"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.model, "training_losses", poisoned)
+    with pytest.raises(trainer_module.TrainingDiverged, match="the loss is not finite"):
+        trainer.train()
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last_state.pt", weights_only=True)
+    assert state["position"]["epoch"] == 1 and state["position"]["global_step"] == 3
+
+
+def test_epoch_sampler_shards_and_resumes():
+    a, b = EpochSampler(10, seed=3, rank=0, world_size=2), EpochSampler(10, seed=3, rank=1, world_size=2)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert sorted(list(a) + list(b)) == list(range(10))
+    again = EpochSampler(10, seed=3, rank=0, world_size=2)
+    again.set_epoch(1, start=2)
+    assert list(again) == list(a)[2:] and len(again) == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes(synthetic_root, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "training.run", "train", "--preset", "synthetic",
+           "--data-root", str(synthetic_root), "--out", str(run), "--max-steps", "2", "--eval-every", "0", *FAST]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [r["step"] for r in _metrics(run) if r["kind"] == "train"]
+    assert steps == [1, 2]  # one writer: rank 0
+    assert all(r["images_per_s"] > 0 for r in _metrics(run))
+    assert (run / "checkpoints" / "last.safetensors").is_file()
