@@ -134,15 +134,19 @@ class MPAEConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MPAEConfig":
         """Build from a dict, refusing unknown keys so a typo never passes silently."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown MPAE configuration keys: {', '.join(unknown)}.")
+        reject_unknown_keys(cls, data, "MPAE configuration")
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> "MPAEConfig":
         return cls.from_dict(json.loads(text))
+
+
+def reject_unknown_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    """ValueError naming the keys of ``data`` that are not fields of the dataclass ``cls``."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"Unknown {what} keys: {', '.join(unknown)}.")
 
 
 def _preset(name: str, **values: Any) -> MPAEConfig:

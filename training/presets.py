@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mpae_core.config import MPAEConfig, preset_config
+from mpae_core.config import MPAEConfig, preset_config, reject_unknown_keys
 
 
 @dataclass
@@ -52,10 +52,7 @@ class TrainConfig:
         data = dict(data)
         data["model"] = MPAEConfig.from_dict(data["model"])
         data["milestones"] = tuple(data.get("milestones", ()))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown training configuration keys: {', '.join(unknown)}.")
+        reject_unknown_keys(cls, data, "training configuration")
         return cls(**data)
 
 
