@@ -1,7 +1,8 @@
 """``mpae-annotate``: the command-line entry point of MPAE Annotator.
 
-This version offers ``info`` (what a checkpoint holds) and ``--version``; the desktop window and the headless
-``batch`` command build on it. Nothing here imports Qt, so it runs on machines without a display.
+This version offers ``info`` (what a checkpoint holds), ``batch`` (headless pre-annotation of a folder; the pipeline
+is :mod:`mpae_core.batch`, this module only parses and prints) and ``--version``. Nothing here imports Qt, so it
+runs on machines without a display. ``python -m app.main`` and ``torchrun -m app.main batch ...`` work too.
 """
 from __future__ import annotations
 
@@ -40,6 +41,104 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_LISTED_FAILURES = 20
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from mpae_core.batch import BatchConfig, BatchUsageError, Shard, run_batch
+    from mpae_core.errors import BackboneWeightsError, CheckpointError
+
+    shard = Shard.from_env()
+    try:
+        config = BatchConfig(
+            images=args.images, checkpoint=args.checkpoint, out=args.out, formats=args.format, device=args.device,
+            batch_size=args.batch_size, recursive=args.recursive, overwrite=args.overwrite, workers=args.workers,
+            encoders=args.encoders,
+            backbone_weights=args.backbone_weights, allow_random_backbone=args.allow_random_backbone)
+        desc = f"batch (rank 0 of {shard.world_size})" if shard.distributed else "batch"
+        with _ProgressBar(enabled=shard.rank == 0, desc=desc) as progress:
+            report = run_batch(config, progress=progress, shard=shard)
+    except (BatchUsageError, CheckpointError, BackboneWeightsError) as exc:
+        where = f" (rank {shard.rank})" if shard.distributed else ""
+        print(f"error{where}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if shard.rank != 0:
+        return EXIT_OK  # rank 0 reports for the whole job
+    _print_summary(report)
+    if report.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.succeeded else EXIT_FAILED
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr fed by run_batch's progress callback (none on ranks other than 0)."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        self.enabled, self.desc, self.bar = enabled, desc, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+
+        def update(event) -> None:
+            if self.bar is None:
+                self.bar = tqdm(total=event.total, unit="img", desc=self.desc, dynamic_ncols=True, mininterval=0.5)
+            self.bar.update(1)
+            if event.failed:
+                self.bar.set_postfix(failed=event.failed, refresh=False)
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(report) -> None:
+    totals = report.totals()
+    interrupted = f", {totals['cancelled']} not done (interrupted)" if totals["cancelled"] else ""
+    print(f"{totals['images']} images: {totals['ok']} done, {totals['skipped']} skipped (done before), "
+          f"{totals['error']} failed{interrupted} in {totals['seconds']:.1f} s on {report.device}")
+    if report.coco_path is not None:
+        print(f"COCO:   {report.coco_path}")
+    print(f"report: {report.report_path}")
+    for result in report.failed[:MAX_LISTED_FAILURES]:
+        print(f"failed: {result.error}", file=sys.stderr)
+    if len(report.failed) > MAX_LISTED_FAILURES:
+        print(f"... and {len(report.failed) - MAX_LISTED_FAILURES} more failures in {report.report_path}",
+              file=sys.stderr)
+
+
+def _add_batch_parser(commands) -> None:
+    batch = commands.add_parser(
+        "batch", help="pre-annotate a folder of images without a display (PNG masks, COCO, report)",
+        description="Predict part masks for every image of a folder. Exit code 0: all images done; 1: some failed "
+                    "(listed in OUT/report.json); 2: the run could not start; 130: interrupted (the report says "
+                    "what was done). Re-running skips finished images. Under torchrun --nproc_per_node N each rank "
+                    "takes every N-th image and rank 0 merges the outputs.")
+    batch.add_argument("images", help="folder of images")
+    batch.add_argument("--checkpoint", required=True, help="an MPAE .safetensors checkpoint or an authors' .pth")
+    batch.add_argument("--out", required=True, help="output folder (masks/, labels.txt, labels.json, coco.json, "
+                                                   "report.json)")
+    batch.add_argument("--format", default="png,coco", help="png, coco or png,coco (default: png,coco)")
+    batch.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto; under "
+                                                       "torchrun each rank takes cuda:LOCAL_RANK)")
+    batch.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")
+    batch.add_argument("--recursive", action="store_true", help="include images in subfolders")
+    batch.add_argument("--overwrite", action="store_true", help="redo images that an earlier run finished")
+    batch.add_argument("--workers", type=int, default=None,
+                       help="image decoding processes (default: a third of the CPUs; 0 decodes in the main process)")
+    batch.add_argument("--encoders", type=int, default=None,
+                       help="label map, PNG and RLE processes (default: half the CPUs; 0 = one thread of the main "
+                            "process)")
+    batch.add_argument("--backbone-weights", help="local DINOv2 weights file, if the checkpoint does not embed them")
+    batch.add_argument("--allow-random-backbone", action="store_true",
+                       help="use a random backbone when no weights are found (for testing only)")
+    batch.set_defaults(run=_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpae-annotate", description="Unsupervised part annotation with MPAE.")
     parser.add_argument("--version", action="store_true", help="print versions and the default device, then exit")
@@ -50,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--allow-random-backbone", action="store_true",
                       help="use a random backbone when no weights are found (for inspecting the file only)")
     info.set_defaults(run=_info)
+    _add_batch_parser(commands)
     return parser
 
 

