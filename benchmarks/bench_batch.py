@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+
+import _table  # noqa: E402  (benchmarks/_table.py, beside this script)
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
 from mpae_core.annotation.parts import PartTable  # noqa: E402
@@ -161,14 +163,7 @@ def stage_costs(predictor: Predictor, paths: list[Path], table: PartTable, scrat
 
 
 def table(rows: list[list[str]], header: list[str], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    def fmt(row: list[str]) -> str:
-        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows])
+    return _table.format_table(header, rows, markdown=markdown, text_column=0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import timm  # noqa: E402
 import torch  # noqa: E402
 
+import _table  # noqa: E402  (benchmarks/_table.py, beside this script)
+
 from mpae_core.backbone import resolve_backbone  # noqa: E402
 from mpae_core.config import DEFAULT_BACKBONE, MPAEConfig  # noqa: E402
 from mpae_core.devices import resolve_device  # noqa: E402
@@ -171,13 +173,7 @@ def format_table(rows: list[dict], markdown: bool) -> str:
     cells = [[str(r["size"]), str(r["batch"]), r["what"], f"{r['ms']:.1f}", f"{r['share']:.1f}",
               "" if r["ips"] is None else f"{r['ips']:.2f}", "" if r["mib"] is None else f"{r['mib']:.0f}"]
              for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---:", "---:", "---"] + ["---:"] * 4) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(COLUMNS)]
-    fmt = lambda c: "  ".join(v.ljust(w) if i == 2 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths)))  # noqa: E731
-    return "\n".join([fmt(COLUMNS), "  ".join("-" * w for w in widths)] + [fmt(c) for c in cells])
-
+    return _table.format_table(COLUMNS, cells, markdown=markdown, text_column=2)
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
