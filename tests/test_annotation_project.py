@@ -236,3 +236,18 @@ def test_label_maps_are_streamed_for_exportable_images_only(folder):
     b = project.label_map("b.png")
     assert (b[project.edits("b.png").data != UNSET] == project.edits("b.png").data[
         project.edits("b.png").data != UNSET]).all()
+
+
+def test_part_image_counts_follow_predictions_and_survive_reopen(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    project = AnnotationProject.create(folder)
+    for name, hot in (("a.png", 0), ("b.png", 2)):
+        logits = torch.full((4, 2, 2), -5.0)
+        logits[hot] = 5.0
+        project.set_prediction(name, PartPrediction.from_logits(logits, (8, 8)))
+    assert project.part_image_counts().tolist() == [1, 0, 1]
+    project.save()
+    assert AnnotationProject.open(folder).part_image_counts().tolist() == [1, 0, 1]

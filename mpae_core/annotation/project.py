@@ -69,6 +69,7 @@ class ImageRecord:
     confidence: float | None = None
     has_prediction: bool = False
     has_edits: bool = False
+    present: tuple[int, ...] = ()  # model slots the prediction shows (the parts panel counts images per part)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.relpath, "status": self.status.value}
@@ -80,6 +81,8 @@ class ImageRecord:
             data["confidence"] = round(self.confidence, 6)
         data["prediction"] = self.has_prediction
         data["edits"] = self.has_edits
+        if self.present:
+            data["present"] = list(self.present)
         return data
 
     @classmethod
@@ -93,6 +96,7 @@ class ImageRecord:
             confidence=None if data.get("confidence") is None else float(data["confidence"]),
             has_prediction=bool(data.get("prediction", False)),
             has_edits=bool(data.get("edits", False)),
+            present=tuple(int(slot) for slot in data.get("present", ())),
         )
 
 
@@ -277,6 +281,15 @@ class AnnotationProject:
             counts[record.status] += 1
         return counts
 
+    def part_image_counts(self) -> np.ndarray:
+        """[K] number of predicted images in which each model slot appears (from the index, no file reads)."""
+        counts = np.zeros(0 if self._parts is None else self._parts.num_parts, dtype=np.int64)
+        for record in self._records.values():
+            if record.has_prediction and record.present:
+                slots = [s for s in record.present if s < len(counts)]
+                np.add.at(counts, slots, 1)
+        return counts
+
     def image_path(self, relpath: str | os.PathLike) -> Path:
         return self.images_folder / self._record(relpath).relpath
 
@@ -318,6 +331,7 @@ class AnnotationProject:
         self._cache_prediction(relpath, stored)
         record.size, record.confidence, record.error = size, float(prediction.confidence), None
         record.has_prediction = True
+        record.present = tuple(int(slot) for slot in np.flatnonzero(np.asarray(prediction.presence, bool)))
         record.status = ImageStatus.EDITED if record.has_edits else ImageStatus.PREDICTED
         self._records[relpath] = record
         self._dirty = True
