@@ -74,3 +74,43 @@ def tiny_model(seed: int = 0, **overrides):
     cfg = tiny_config(**overrides)
     backbone = resolve_backbone(cfg.backbone, cfg.image_size, allow_random=True, **cfg.backbone_kwargs)
     return MPAE(cfg, backbone)
+
+
+def make_predicted_project(folder: Path, num_images: int = 6, num_parts: int = 4, size: tuple[int, int] = (96, 128)):
+    """A project over ``num_images`` generated photos, each with a fake prediction whose parts are blobs.
+
+    No model runs: logits at 8×8 are built so part k sits in its own quadrant-ish region (image i drops part
+    i % K), which gives the app's views (overlay, counts, gallery) something meaningful to show in milliseconds.
+    """
+    from PIL import Image
+
+    from mpae_core.annotation import AnnotationProject
+    from mpae_core.inference import PartPrediction
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    height, width = size
+    for i in range(num_images):
+        pixels = (rng.random((height, width, 3)) * 60 + 40 * (i % 4)).astype(np.uint8)
+        pixels[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = (200, 120 + 10 * i, 60)
+        Image.fromarray(pixels).save(folder / f"img_{i:02d}.png")
+    project = AnnotationProject.create(folder)
+    centres = [(2 + 4 * (k // 2) % 8, 2 + 4 * (k % 2)) for k in range(num_parts)]
+    yy, xx = np.mgrid[0:8, 0:8]
+    for i, relpath in enumerate(project.relpaths()):
+        logits = np.full((num_parts + 1, 8, 8), 0.0, dtype=np.float32)
+        for k, (cy, cx) in enumerate(centres):
+            if k == i % num_parts and num_images > 1:
+                logits[k] = -9.0
+                continue
+            logits[k] = 6.0 - ((yy - cy) ** 2 + (xx - cx) ** 2)
+        logits[num_parts] = 1.0  # background wherever no part is strong
+        project.set_prediction(relpath, PartPrediction.from_logits(torch.from_numpy(logits), size))
+    project.save()
+    return project
+
+
+@pytest.fixture
+def predicted_project(tmp_path):
+    """An AnnotationProject (K=4, six 128×96 images, all predicted) in a temp folder."""
+    return make_predicted_project(tmp_path / "images")
