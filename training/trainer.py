@@ -29,12 +29,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mpae_core.backbone import resolve_backbone
-from mpae_core.checkpoint import save_checkpoint
+from mpae_core.checkpoint import read_training_weights, save_checkpoint
 from mpae_core.devices import resolve_device
 from mpae_core.errors import MPAEError
 from mpae_core.model import MPAE
 from mpae_core.perceptual import resolve_perceptual_network
-from mpae_core.weights_io import read_state_dict
 
 from .presets import TrainConfig
 from .sampler import EpochSampler
@@ -173,7 +172,7 @@ class Trainer:
                 f"Cannot resume from '{self.paths.root}': it has no checkpoints/last.safetensors and "
                 "last_state.pt; start a new run without --resume."
             )
-        weights = read_state_dict(self.paths.last)
+        weights = read_training_weights(self.paths.last)
         own = {k for k in self.model.state_dict() if not k.startswith("backbone.")}
         self.model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
         state = torch.load(self.paths.state, map_location="cpu", weights_only=True)
