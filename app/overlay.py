@@ -1,0 +1,203 @@
+"""Label map → RGBA overlay pixels, with numpy lookup tables only (no Qt widgets, no model maths).
+
+The canvas asks for whole overlays when an image or the style changes, and for small boxes while a person paints,
+so rendering is split into "build a few tiny tables from the part table" (:func:`colour_lut`) and "index them with
+the label map" (:func:`render_overlay`). Label values are 0 (background), k + 1 (slot k) and IGNORE_LABEL; the
+tables have K + 2 rows and IGNORE_LABEL is mapped onto the last row, so a 65 k-entry table is never built.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+from mpae_core.annotation.labels import IGNORE_LABEL
+from mpae_core.annotation.parts import PartTable
+
+if TYPE_CHECKING:  # PIL is only needed by pil_to_qimage's callers
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[slice, slice]
+
+#: Colour of pixels marked "ignore" (IGNORE_LABEL) and, dimmer, of slots whose part is ignored.
+IGNORE_RGB = (128, 128, 128)
+IGNORED_SLOT_RGB = (96, 96, 96)
+
+# A viridis-like perceptual ramp (dark blue → green → yellow), interpolated to 256 entries below.
+_HEAT_ANCHORS = np.array([
+    (68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
+    (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37),
+], dtype=np.float64)
+HEAT_COLORMAP: np.ndarray = np.stack(
+    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_HEAT_ANCHORS)), _HEAT_ANCHORS[:, c]) for c in range(3)],
+    axis=1,
+).round().astype(np.uint8)  # [256, 3]
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How the label overlay is drawn; frozen so a canvas can cache lookup tables per style."""
+
+    opacity: float = 0.5
+    outline_only: bool = False
+    hidden_slots: frozenset[int] = frozenset()
+    heatmap: bool = False  # per-pixel model confidence instead of part colours
+    show_ignored: bool = True
+
+
+def _base_alpha(style: OverlayStyle) -> int:
+    if style.outline_only:
+        return 255
+    return int(round(min(max(float(style.opacity), 0.0), 1.0) * 255))
+
+
+def _slot_hidden(parts: PartTable, slot: int, style: OverlayStyle) -> bool:
+    return slot in style.hidden_slots or parts.root(slot) in style.hidden_slots
+
+
+def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
+    """uint8 [K + 2, 4] RGBA per label value: row 0 background, row k + 1 slot k, row K + 1 IGNORE_LABEL.
+
+    Alpha already holds the style's opacity (255 in outline mode); hidden slots and background are transparent,
+    ignored slots are a dim grey at half alpha (or transparent without ``show_ignored``). Use :func:`lut_indices`
+    to turn a label map into row numbers.
+    """
+    k = parts.num_parts
+    alpha = _base_alpha(style)
+    lut = np.zeros((k + 2, 4), dtype=np.uint8)
+    for slot in range(k):
+        if _slot_hidden(parts, slot, style):
+            continue
+        if parts.is_ignored(slot):
+            if style.show_ignored:
+                lut[slot + 1] = (*IGNORED_SLOT_RGB, alpha // 2)
+            continue
+        lut[slot + 1] = (*parts.display_color(slot), alpha)
+    if style.show_ignored:
+        lut[k + 1] = (*IGNORE_RGB, alpha)
+    return lut
+
+
+def display_lut(parts: PartTable) -> np.ndarray:
+    """int32 [K + 2]: row → the label drawn there after merges (root slot + 1), so outlines skip merged seams."""
+    k = parts.num_parts
+    lut = np.zeros(k + 2, dtype=np.int32)
+    for slot in range(k):
+        lut[slot + 1] = parts.root(slot) + 1
+    lut[k + 1] = k + 1
+    return lut
+
+
+def heat_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
+    """bool [K + 2]: rows the heat map colours (visible, not ignored part slots)."""
+    k = parts.num_parts
+    lut = np.zeros(k + 2, dtype=bool)
+    for slot in range(k):
+        lut[slot + 1] = not _slot_hidden(parts, slot, style) and not parts.is_ignored(slot)
+    return lut
+
+
+def lut_indices(labels: np.ndarray, num_parts: int) -> np.ndarray:
+    """Label values → rows of the K + 2 tables: IGNORE_LABEL → K + 1, unknown values → 0 (drawn as background)."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or (int(labels.max()) <= num_parts and (labels.dtype.kind == "u" or int(labels.min()) >= 0)):
+        return labels
+    index = np.where(labels == IGNORE_LABEL, num_parts + 1, labels)
+    unknown = (index < 0) | (index > num_parts + 1)
+    if unknown.any():
+        logger.debug("Label map holds values beyond the part table's %d slots; drawn as background", num_parts)
+        index[unknown] = 0
+    return index
+
+
+def _normalise_box(box: Box | None, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    height, width = shape
+    if box is None:
+        return 0, height, 0, width
+    y0, y1, _ = box[0].indices(height)
+    x0, x1, _ = box[1].indices(width)
+    return y0, max(y0, y1), x0, max(x0, x1)
+
+
+def _edges(display: np.ndarray) -> np.ndarray:
+    """Pixels whose display label differs from a 4-neighbour (both sides of each boundary)."""
+    edge = np.zeros(display.shape, dtype=bool)
+    vertical = display[1:] != display[:-1]
+    edge[1:] |= vertical
+    edge[:-1] |= vertical
+    horizontal = display[:, 1:] != display[:, :-1]
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
+    return edge
+
+
+def render_overlay(labels: np.ndarray, parts: PartTable, style: OverlayStyle, confidence: np.ndarray | None = None,
+                   box: Box | None = None, *, lut: np.ndarray | None = None) -> np.ndarray:
+    """[h, w, 4] uint8 RGBA overlay of ``labels`` (or of its ``box``, for repainting just what a brush touched).
+
+    ``lut`` may pass a cached :func:`colour_lut` of the same parts and style. Outline pixels look one pixel past
+    the box so a partial render equals the same crop of a full one.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"A label map must be [H, W], got shape {labels.shape}.")
+    k = parts.num_parts
+    colours = colour_lut(parts, style) if lut is None else lut
+    y0, y1, x0, x1 = _normalise_box(box, labels.shape)
+    pad = 1 if style.outline_only else 0
+    py0, py1 = max(0, y0 - pad), min(labels.shape[0], y1 + pad)
+    px0, px1 = max(0, x0 - pad), min(labels.shape[1], x1 + pad)
+    index = lut_indices(labels[py0:py1, px0:px1], k)
+
+    rgba32 = np.ascontiguousarray(colours, dtype=np.uint8).view(np.uint32).reshape(-1)
+    out = rgba32[index]  # [h, w] uint32: one lookup per pixel, four channels at once
+
+    if style.heatmap and confidence is not None:
+        conf = np.asarray(confidence)
+        if conf.shape != labels.shape:
+            logger.warning("Confidence map %s does not match the label map %s; showing part colours",
+                           conf.shape, labels.shape)
+        else:
+            heat_rgba = np.empty((256, 4), dtype=np.uint8)
+            heat_rgba[:, :3] = HEAT_COLORMAP
+            heat_rgba[:, 3] = _base_alpha(style)
+            levels = np.clip(conf[py0:py1, px0:px1], 0.0, 1.0) * np.float32(255)
+            heat = heat_rgba.view(np.uint32).reshape(-1)[levels.astype(np.uint8)]
+            out = np.where(heat_lut(parts, style)[index], heat, out)
+
+    if style.outline_only:
+        display = display_lut(parts)
+        display = display.astype(np.uint8 if k + 1 < 256 else np.uint16)[index]
+        out = np.where(_edges(display), out, np.uint32(0))
+
+    out = out.view(np.uint8).reshape(out.shape + (4,))
+    return np.ascontiguousarray(out[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0])
+
+
+def rgba_to_qimage(array: np.ndarray) -> QImage:
+    """An [H, W, 4] uint8 RGBA array as a QImage that owns its pixels (safe after the array is gone)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 4:
+        raise ValueError(f"Expected an [H, W, 4] RGBA array, got shape {array.shape}.")
+    height, width = array.shape[:2]
+    return QImage(array.data, width, height, width * 4, QImage.Format.Format_RGBA8888).copy()
+
+
+def pil_to_qimage(image: "Image.Image") -> QImage:
+    """A PIL image as an owning QImage (RGB, RGBA or 8-bit grey; other modes are converted first)."""
+    mode = image.mode
+    if mode not in ("RGB", "RGBA", "L"):
+        keep_alpha = "A" in mode or "transparency" in image.info
+        image = image.convert("RGBA" if keep_alpha else "RGB")
+        mode = image.mode
+    formats = {"RGB": (QImage.Format.Format_RGB888, 3), "RGBA": (QImage.Format.Format_RGBA8888, 4),
+               "L": (QImage.Format.Format_Grayscale8, 1)}
+    fmt, channels = formats[mode]
+    width, height = image.size
+    data = image.tobytes("raw", mode)
+    return QImage(data, width, height, width * channels, fmt).copy()
