@@ -1,0 +1,590 @@
+"""The dataset-wide part table: name, colour, visibility and ignore flag of every model slot, plus merges.
+
+A slot means the same part in every image, so this panel edits the project's :class:`PartTable` once for the whole
+folder. Every change goes through the table's own methods (which validate names and merges); the panel only shows
+the table, reports errors inline and tells the window through ``partsChanged`` so it can redraw and autosave.
+
+Rows: each root slot in slot order, followed by the slots merged into it (indented, greyed). Visibility is a view
+setting of this panel, not of the project: hiding a root hides its whole group.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QFont, QIcon, QKeySequence, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QColorDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mpae_core.annotation import AnnotationProject
+from mpae_core.annotation.parts import PartTable
+
+from .icons import icon
+
+logger = logging.getLogger(__name__)
+
+COL_COLOR, COL_NAME, COL_VISIBLE, COL_IGNORED, COL_COUNT, COL_GALLERY = range(6)
+HEADERS = ("", "Part", "", "Ignore", "Images", "")
+HEADER_TIPS = ("Colour (double-click to change)", "Part name, the same in every image (F2 to rename)",
+               "Show or hide the part's overlay", "Ignored parts export as background (Del or I)",
+               "Number of images the part appears in (double-click for its gallery)", "Show the part's gallery")
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One table row: a root slot, or a slot merged into ``root``."""
+
+    slot: int
+    root: int
+
+    @property
+    def is_member(self) -> bool:
+        return self.slot != self.root
+
+
+def _swatch(color: tuple[int, int, int], size: int = 16, faded: bool = False) -> QIcon:
+    """A rounded colour square, so the row's colour matches the overlay at a glance."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    fill = QColor(*color)
+    if faded:
+        fill.setAlpha(110)
+    painter.setBrush(fill)
+    painter.setPen(QColor(0, 0, 0, 120))
+    painter.drawRoundedRect(1, 1, size - 2, size - 2, 3, 3)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def _is_checked(value: Any) -> bool:
+    """A check state from a view (int or Qt.CheckState) or a plain bool from code."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return Qt.CheckState(value) == Qt.CheckState.Checked
+    except ValueError:
+        return bool(value)
+
+
+class PartsModel(QAbstractTableModel):
+    """The part table as rows for a view; ``setData`` forwards to PartTable and reports refusals via ``error``."""
+
+    #: A change the PartTable refused (its message says why); the old value stays.
+    error = Signal(str)
+    #: The table changed through this model (rename, recolour, ignore).
+    tableChanged = Signal()
+    #: The hidden slots changed (frozenset of every hidden slot, merged members included).
+    hiddenChanged = Signal(object)
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._project: AnnotationProject | None = None
+        self._rows: list[_Row] = []
+        self._counts: dict[int, int] = {}  # row slot → images (group-wide for roots)
+        self._hidden: set[int] = set()  # hidden root slots
+
+    # ----- data source --------------------------------------------------------------------------------------------
+    @property
+    def parts(self) -> PartTable | None:
+        return None if self._project is None else self._project.parts
+
+    def set_project(self, project: AnnotationProject | None) -> None:
+        self._project = project
+        self._hidden.clear()
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read rows and counts from the project (after any table change or new predictions)."""
+        self.beginResetModel()
+        self._rows, self._counts = [], {}
+        parts = self.parts
+        if parts is not None and self._project is not None:
+            for slot in range(parts.num_parts):
+                if parts.root(slot) == slot:
+                    self._rows.append(_Row(slot, slot))
+                    self._rows.extend(_Row(m, slot) for m in parts.members(slot) if m != slot)
+            self._counts = self._count_images(self._project, parts)
+            # a hidden root that got merged away hands nothing on; its old members are roots again, shown
+            self._hidden &= {r.slot for r in self._rows if not r.is_member}
+        self.endResetModel()
+
+    @staticmethod
+    def _count_images(project: AnnotationProject, parts: PartTable) -> dict[int, int]:
+        """Images per slot, and per group for roots (an image counts once if any member shows), from the index."""
+        per_slot = [int(c) for c in project.part_image_counts()]
+        groups = {slot: set(parts.members(slot)) for slot in range(parts.num_parts)
+                  if parts.root(slot) == slot and len(parts.members(slot)) > 1}
+        counts = {slot: per_slot[slot] if slot < len(per_slot) else 0 for slot in range(parts.num_parts)}
+        if groups:
+            group_counts = dict.fromkeys(groups, 0)
+            for record in project.records():
+                if record.has_prediction and record.present:
+                    present = set(record.present)
+                    for root, members in groups.items():
+                        if present & members:
+                            group_counts[root] += 1
+            counts.update(group_counts)
+        return counts
+
+    # ----- queries ------------------------------------------------------------------------------------------------
+    def row_slot(self, row: int) -> int | None:
+        return self._rows[row].slot if 0 <= row < len(self._rows) else None
+
+    def row_of(self, slot: int) -> int | None:
+        for i, r in enumerate(self._rows):
+            if r.slot == slot:
+                return i
+        return None
+
+    def is_member_row(self, row: int) -> bool:
+        return 0 <= row < len(self._rows) and self._rows[row].is_member
+
+    def image_count(self, slot: int) -> int:
+        return self._counts.get(slot, 0)
+
+    def hidden_slots(self) -> frozenset[int]:
+        parts = self.parts
+        if parts is None:
+            return frozenset()
+        return frozenset(s for s in range(parts.num_parts) if parts.root(s) in self._hidden)
+
+    def set_hidden(self, slot: int, hidden: bool) -> None:
+        parts = self.parts
+        if parts is None:
+            return
+        root = parts.root(slot)
+        if (root in self._hidden) == hidden:
+            return
+        (self._hidden.add if hidden else self._hidden.discard)(root)
+        rows = [i for i, r in enumerate(self._rows) if r.root == root]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), self.columnCount() - 1))
+        self.hiddenChanged.emit(self.hidden_slots())
+
+    # ----- Qt model -----------------------------------------------------------------------------------------------
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(HEADERS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return HEADER_TIPS[section]
+        if role == Qt.ItemDataRole.DecorationRole:
+            return {COL_VISIBLE: icon("visible"), COL_GALLERY: icon("gallery")}.get(section)
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        member = self._rows[index.row()].is_member
+        if index.column() == COL_NAME and not member:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        if index.column() == COL_IGNORED and not member:
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        parts = self.parts
+        if parts is None or not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row, col = self._rows[index.row()], index.column()
+        entry = parts[row.slot]
+        hidden = row.root in self._hidden
+        ignored = parts.is_ignored(row.root)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_NAME:
+                if row.is_member:
+                    return f"↳ {entry.name} (slot {row.slot + 1})"
+                return entry.name
+            if col == COL_COUNT:
+                return str(self._counts.get(row.slot, 0))
+            return None
+        if role == Qt.ItemDataRole.EditRole:
+            if col == COL_NAME:
+                return entry.name
+            if col == COL_COLOR:
+                return QColor(*entry.color)
+            return None
+        if role == Qt.ItemDataRole.DecorationRole:
+            if col == COL_COLOR:
+                # a member keeps its own colour for later, but is drawn in the root's: show that one, faded
+                return _swatch(parts.display_color(row.slot), faded=row.is_member)
+            if col == COL_VISIBLE and not row.is_member:
+                return icon("hidden") if hidden else icon("visible")
+            if col == COL_GALLERY and not row.is_member:
+                return icon("gallery")
+            return None
+        if role == Qt.ItemDataRole.CheckStateRole and col == COL_IGNORED and not row.is_member:
+            return Qt.CheckState.Checked if ignored else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.ForegroundRole and (row.is_member or ignored or hidden):
+            return QColor(128, 128, 128)
+        if role == Qt.ItemDataRole.FontRole and col == COL_NAME and ignored and not row.is_member:
+            font = QFont()
+            font.setStrikeOut(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_COUNT:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(parts, row, col, hidden)
+        return None
+
+    def _tooltip(self, parts: PartTable, row: _Row, col: int, hidden: bool) -> str:
+        if row.is_member:
+            return (f"Slot {row.slot + 1} ({parts[row.slot].name}) is merged into {parts.display_name(row.root)}; "
+                    "select it and press Un-merge to make it a part of its own again.")
+        if col == COL_VISIBLE:
+            return "Hidden: click to show" if hidden else "Visible: click to hide"
+        if col in (COL_COUNT, COL_GALLERY):
+            return f"{self._counts.get(row.slot, 0)} images show {parts.display_name(row.slot)}; click for its gallery"
+        members = parts.members(row.slot)
+        slots = ", ".join(str(m + 1) for m in members)
+        return f"{parts.display_name(row.slot)}: model slot{'s' if len(members) > 1 else ''} {slots}"
+
+    def setData(self, index: QModelIndex | QPersistentModelIndex, value: Any,
+                role: int = Qt.ItemDataRole.EditRole) -> bool:
+        parts = self.parts
+        if parts is None or not index.isValid():
+            return False
+        row, col = self._rows[index.row()], index.column()
+        try:
+            if col == COL_NAME and role == Qt.ItemDataRole.EditRole and not row.is_member:
+                name = str(value).strip()
+                if name == parts[row.slot].name:
+                    return False
+                parts.rename(row.slot, name)
+            elif col == COL_COLOR and role == Qt.ItemDataRole.EditRole:
+                color = QColor(value)
+                if not color.isValid():
+                    raise ValueError(f"{value!r} is not a colour.")
+                parts.recolor(row.root, (color.red(), color.green(), color.blue()))
+            elif col == COL_IGNORED and role == Qt.ItemDataRole.CheckStateRole and not row.is_member:
+                parts.ignore(row.slot, _is_checked(value))
+            elif col == COL_VISIBLE and role in (Qt.ItemDataRole.EditRole, Qt.ItemDataRole.CheckStateRole):
+                self.set_hidden(row.slot, not _is_checked(value))
+                return True
+            else:
+                return False
+        except ValueError as exc:
+            logger.info("Part table refused a change: %s", exc)
+            self.error.emit(str(exc))
+            return False
+        rows = [i for i, r in enumerate(self._rows) if r.root == row.root]
+        self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), self.columnCount() - 1))
+        self.tableChanged.emit()
+        return True
+
+
+class PartsPanel(QWidget):
+    """The dock's part list: rename, recolour, hide, ignore and merge the dataset's parts."""
+
+    partsChanged = Signal()
+    visibilityChanged = Signal(object)  # frozenset[int] of hidden slots
+    activeSlotChanged = Signal(int)  # -1 for none
+    galleryRequested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._project: AnnotationProject | None = None
+        self._active: int | None = None
+        self._last_hidden: frozenset[int] = frozenset()
+        self.model = PartsModel(self)
+        self.view = QTableView(self)
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.view.verticalHeader().hide()
+        self.view.setShowGrid(False)
+        self.view.setAlternatingRowColors(True)
+        self.view.setIconSize(QSize(16, 16))
+        self.view.verticalHeader().setDefaultSectionSize(24)
+        header = self.view.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(26)
+
+        self.merge_button = self._tool_button("merge", "Merge", "Merge the selected parts into the first one "
+                                              "(the same label in every image)", self.merge_selected)
+        self.unmerge_button = self._tool_button("unmerge", "Un-merge", "Make the selected merged slots parts of "
+                                                "their own again", self.unmerge_selected)
+        self.ignore_button = self._tool_button("ignore", "Ignore", "Toggle ignore: ignored parts export as "
+                                               "background (Del or I)", self.toggle_ignore_selected)
+        self.gallery_button = self._tool_button("gallery", "Gallery", "Show crops of the selected part across the "
+                                                "folder", self._request_gallery)
+        self.error_label = QLabel(self)
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.hide()
+
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.setSpacing(4)
+        for button in (self.merge_button, self.unmerge_button, self.ignore_button, self.gallery_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addLayout(buttons)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.error_label)
+
+        self._add_shortcut("Toggle ignore", [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_I)],
+                           self.toggle_ignore_selected)
+        self._add_shortcut("Rename", [QKeySequence(Qt.Key.Key_F2)], self.rename_current)
+
+        self.model.error.connect(self._show_error)
+        self.model.tableChanged.connect(self._table_changed)
+        self.model.hiddenChanged.connect(lambda _hidden: self._emit_visibility())
+        self.model.modelReset.connect(self._update_buttons)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.clicked.connect(self._clicked)
+        self.view.doubleClicked.connect(self._double_clicked)
+        self._update_buttons()
+
+    def _tool_button(self, name: str, text: str, tip: str, slot: Any) -> QToolButton:
+        button = QToolButton(self)
+        button.setIcon(icon(name))
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.clicked.connect(slot)
+        return button
+
+    def _add_shortcut(self, text: str, keys: list[QKeySequence], slot: Any) -> None:
+        action = QAction(text, self.view)
+        action.setShortcuts(keys)
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.triggered.connect(slot)
+        self.view.addAction(action)
+
+    # ----- public API ---------------------------------------------------------------------------------------------
+    def set_project(self, project: AnnotationProject | None) -> None:
+        """Show ``project``'s part table (None clears the panel); visibility starts all-visible."""
+        self._project = project
+        self._clear_error()
+        self.model.set_project(project)
+        self._sync_active()
+        self._last_hidden = self.hidden_slots()
+        self.visibilityChanged.emit(self._last_hidden)
+
+    def refresh(self) -> None:
+        """Re-read the table and counts (after predictions or a table change elsewhere), keeping the selection."""
+        selected = self.selected_slots()
+        current = self.model.row_slot(self.view.currentIndex().row())
+        self.model.reload()
+        self._reselect(selected, current)
+        self._update_buttons()
+
+    def hidden_slots(self) -> frozenset[int]:
+        return self.model.hidden_slots()
+
+    def set_slot_hidden(self, slot: int, hidden: bool) -> None:
+        """Hide or show a part's group (emits visibilityChanged when that changes anything)."""
+        self.model.set_hidden(slot, hidden)
+
+    def active_slot(self) -> int | None:
+        """The part the brush paints: the selected row's group root, or None."""
+        return self._active
+
+    def select_slot(self, slot: int) -> None:
+        """Select the row of ``slot`` (a merged member selects its own row)."""
+        row = self.model.row_of(slot)
+        if row is None:
+            self.view.clearSelection()
+            return
+        index = self.model.index(row, COL_NAME)
+        self.view.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.view.scrollTo(index)
+
+    def selected_slots(self) -> list[int]:
+        """Slots of the selected rows, in row order."""
+        rows = sorted({i.row() for i in self.view.selectionModel().selectedRows()})
+        return [s for s in (self.model.row_slot(r) for r in rows) if s is not None]
+
+    # ----- actions ------------------------------------------------------------------------------------------------
+    def merge_selected(self) -> None:
+        """Merge the selected parts into the selected root with the lowest slot."""
+        parts = self.model.parts
+        selected = self.selected_slots()
+        if parts is None or len({parts.root(s) for s in selected}) < 2:
+            return
+        roots = [s for s in selected if parts.root(s) == s]
+        target = min(roots) if roots else parts.root(min(selected))
+        sources = [s for s in selected if parts.root(s) != parts.root(target)]
+        if self._apply(lambda: parts.merge(sources, target)):
+            self.select_slot(target)
+            logger.info("Merged slots %s into slot %d", sources, target)
+
+    def unmerge_selected(self) -> None:
+        """Un-merge selected member rows; a selected root with members splits its whole group."""
+        parts = self.model.parts
+        if parts is None:
+            return
+        targets: list[int] = []
+        for slot in self.selected_slots():
+            if parts.root(slot) != slot:
+                targets.append(slot)
+            else:
+                targets.extend(m for m in parts.members(slot) if m != slot)
+        targets = sorted(set(targets))
+        if targets and self._apply(lambda: [parts.unmerge(s) for s in targets]):
+            self._reselect(targets, targets[0])
+
+    def toggle_ignore_selected(self) -> None:
+        """Ignore the selected groups, or un-ignore them when all are already ignored."""
+        parts = self.model.parts
+        if parts is None:
+            return
+        roots = sorted({parts.root(s) for s in self.selected_slots()})
+        if not roots:
+            return
+        ignore = not all(parts.is_ignored(r) for r in roots)
+        self._apply(lambda: [parts.ignore(r, ignore) for r in roots])
+
+    def rename_current(self) -> None:
+        """Start editing the current part's name in place (F2)."""
+        row = self.view.currentIndex().row()
+        if row < 0 or self.model.is_member_row(row):
+            return
+        index = self.model.index(row, COL_NAME)
+        self.view.setCurrentIndex(index)
+        self.view.edit(index)
+
+    def pick_color(self, slot: int) -> None:
+        """Ask for a new colour for ``slot``'s group (modal colour dialog)."""
+        parts = self.model.parts
+        row = self.model.row_of(slot)
+        if parts is None or row is None:
+            return
+        color = QColorDialog.getColor(QColor(*parts.display_color(slot)), self,
+                                      f"Colour of {parts.display_name(slot)}")
+        if color.isValid():
+            self.model.setData(self.model.index(row, COL_COLOR), color)
+
+    # ----- internals ----------------------------------------------------------------------------------------------
+    def _apply(self, change: Any) -> bool:
+        """Run a PartTable change; a refusal shows its message and changes nothing else."""
+        try:
+            change()
+        except ValueError as exc:
+            logger.info("Part table refused a change: %s", exc)
+            self._show_error(str(exc))
+            self.refresh()  # a multi-step change may have applied its first steps
+            return False
+        self._table_changed(reload=True)
+        return True
+
+    def _table_changed(self, reload: bool = False) -> None:
+        self._clear_error()
+        if reload:
+            self.refresh()
+        else:
+            self._update_buttons()
+        self.partsChanged.emit()
+        self._emit_visibility()
+        self._sync_active()
+
+    def _emit_visibility(self) -> None:
+        """visibilityChanged only when the hidden set really changed (merges can change it too)."""
+        hidden = self.hidden_slots()
+        if hidden != self._last_hidden:
+            self._last_hidden = hidden
+            self.visibilityChanged.emit(hidden)
+
+    def _reselect(self, slots: list[int], current: int | None) -> None:
+        selection = self.view.selectionModel()
+        selection.clear()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for slot in slots:
+            row = self.model.row_of(slot)
+            if row is not None:
+                selection.select(self.model.index(row, 0), flags)
+        row = None if current is None else self.model.row_of(current)
+        if row is not None:
+            selection.setCurrentIndex(self.model.index(row, COL_NAME), QItemSelectionModel.SelectionFlag.NoUpdate)
+        self._sync_active()
+
+    def _selection_changed(self, *_: Any) -> None:
+        self._update_buttons()
+        self._sync_active()
+
+    def _sync_active(self) -> None:
+        parts = self.model.parts
+        selected = self.selected_slots()
+        current = self.model.row_slot(self.view.currentIndex().row())
+        slot = current if current in selected else (selected[0] if selected else None)
+        active = None if slot is None or parts is None else parts.root(slot)
+        if active != self._active:
+            self._active = active
+            self.activeSlotChanged.emit(-1 if active is None else active)
+
+    def _update_buttons(self) -> None:
+        parts = self.model.parts
+        selected = self.selected_slots()
+        groups = set() if parts is None else {parts.root(s) for s in selected}
+        self.merge_button.setEnabled(len(groups) >= 2)
+        self.unmerge_button.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
+        self.ignore_button.setEnabled(bool(groups))
+        self.gallery_button.setEnabled(len(groups) == 1)
+
+    def _clicked(self, index: QModelIndex) -> None:
+        slot = self.model.row_slot(index.row())
+        if slot is None or self.model.is_member_row(index.row()):
+            return
+        if index.column() == COL_VISIBLE:
+            self.model.set_hidden(slot, slot not in self.hidden_slots())
+        elif index.column() == COL_GALLERY:
+            self.galleryRequested.emit(slot)
+
+    def _double_clicked(self, index: QModelIndex) -> None:
+        slot = self.model.row_slot(index.row())
+        if slot is None:
+            return
+        if index.column() == COL_COLOR:
+            self.pick_color(slot)
+        elif index.column() == COL_COUNT:
+            self.galleryRequested.emit(self.model.parts.root(slot) if self.model.parts else slot)
+
+    def _request_gallery(self) -> None:
+        if self._active is not None:
+            self.galleryRequested.emit(self._active)
+
+    def _show_error(self, message: str) -> None:
+        self.error_label.setText(message)
+        self.error_label.show()
+
+    def _clear_error(self) -> None:
+        self.error_label.clear()
+        self.error_label.hide()
