@@ -1,0 +1,689 @@
+"""The Train dialog: starts ``python -m training.run train`` as a separate process and follows its run folder.
+
+Training runs in a child process, never in the app: the app stays responsive, a crash in training cannot take the
+annotations down, and the exact command is shown so it can be copied to a terminal or a cluster job. The dialog
+never imports ``training``; it reads what the run writes (``config.json``, ``metrics.jsonl``, ``checkpoints/``).
+Stop sends SIGTERM, which the trainer turns into a resumable checkpoint; a kill follows only after a timeout.
+"""
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .icons import icon
+from .loss_plot import LossPlot
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``training`` is importable from
+#: The training presets (kept in step with training/presets.py by hand: the app must not import training).
+DEFAULT_PRESETS: tuple[str, ...] = ("folder", "synthetic", "cub", "celeba", "partimagenet_ood", "partimagenet_seg")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
+LOG_LINES = 2000
+POLL_MS = 500
+#: Keys of a metrics record that are bookkeeping, not loss terms to plot.
+NON_LOSS_KEYS = frozenset({"kind", "epoch", "step", "lr", "images_per_s", "time"})
+LAST_STATE = Path("checkpoints") / "last.safetensors"
+BEST_STATE = Path("checkpoints") / "best.safetensors"
+
+
+# ----- reading the run folder ----------------------------------------------------------------------------------------
+def read_new_records(path: str | os.PathLike, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """JSON objects of the complete lines of ``path`` after byte ``offset``, and the offset to read from next.
+
+    The trainer appends while we read, so a last line without its newline is left for the next call; malformed
+    lines are skipped (logged) rather than stopping the plot. A file shorter than ``offset`` was replaced, so it is
+    read again from the start; a missing file yields nothing.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size < offset:
+                offset = 0
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], 0
+    except OSError as exc:
+        logger.warning("Cannot read the training metrics '%s': %s", path, exc)
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    records = []
+    for line in data[: end + 1].splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            logger.debug("Skipping a malformed line of %s: %r", path, line[:200])
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records, offset + end + 1
+
+
+def run_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint a finished run offers: best (selected on test NMI) if there is one, else last."""
+    for rel in (BEST_STATE, LAST_STATE):
+        path = Path(run_dir) / rel
+        if path.is_file():
+            return path
+    return None
+
+
+def format_command(command: Sequence[str]) -> str:
+    """The command as the user's shell would want it typed."""
+    return subprocess.list2cmdline(list(command)) if os.name == "nt" else shlex.join(command)
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _LineSplitter:
+    """Turns a process's byte chunks into complete lines, treating text ended by a carriage return (tqdm's
+    progress bar) as a transient line that replaces itself instead of filling the log."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self.transient = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        self._buffer += self._decoder.decode(data)
+        lines: list[str] = []
+        while True:
+            cut = min((i for i in (self._buffer.find("\n"), self._buffer.find("\r")) if i >= 0), default=-1)
+            if cut < 0:
+                break
+            piece, sep = self._buffer[:cut], self._buffer[cut]
+            if sep == "\r" and self._buffer[cut + 1 : cut + 2] == "\n":
+                sep, cut = "\n", cut + 1
+            self._buffer = self._buffer[cut + 1 :]
+            if sep == "\n":
+                lines.append(piece)
+            elif piece.strip():
+                self.transient = piece.strip()
+        if self._buffer.strip():
+            self.transient = self._buffer.strip()
+        return lines
+
+    def flush(self) -> list[str]:
+        rest = self._buffer + self._decoder.decode(b"", final=True)
+        self._buffer = ""
+        return [rest] if rest.strip() else []
+
+
+# ----- the dialog -----------------------------------------------------------------------------------------------------
+class TrainDialog(QDialog):
+    """Configure, start, follow and stop a training run; offers the resulting checkpoint to the caller.
+
+    ``command_prefix`` replaces ``[python, "-m", "training.run"]`` (tests run a fake trainer script with it).
+    Signals: ``started()`` when the process is running, ``trainingFinished(exit_code)`` when it ended (-1 for a
+    crash or a failed start), ``checkpointChosen(path)`` when the user loads the run's checkpoint. (Not named
+    ``finished``: QDialog already has ``finished(int)`` for its own close result.)
+    """
+
+    started = Signal()
+    trainingFinished = Signal(int)
+    checkpointChosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, *, data_folder: str | os.PathLike | None = None,
+                 runs_dir: str | os.PathLike | None = None, presets: Sequence[str] | None = None,
+                 device: str = "auto",
+                 python: str = sys.executable, extra_env: dict[str, str] | None = None,
+                 command_prefix: Sequence[str] | None = None, working_dir: str | os.PathLike | None = None,
+                 stop_timeout_s: float = 15.0) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Train a model")
+        self.setWindowIcon(icon("train"))
+        self.resize(860, 720)
+        self._python = python
+        self._extra_env = dict(extra_env or {})
+        self._command_prefix = list(command_prefix) if command_prefix else [python, "-m", "training.run"]
+        self._working_dir = Path(working_dir) if working_dir is not None else PROJECT_ROOT
+        self._runs_dir = Path(runs_dir) if runs_dir is not None else Path.home() / "mpae-runs"
+        self._stop_timeout_ms = int(stop_timeout_s * 1000)
+        self._process: QProcess | None = None
+        self._stop_requested = False
+        self._killed = False
+        self._close_when_stopped = False
+        self._metrics_offset = 0
+        self._run_config: dict[str, Any] | None = None
+        self._steps_per_epoch: float | None = None
+        self._last_record: dict[str, Any] | None = None
+        self._started_at = 0.0
+        self._stdout = _LineSplitter()
+        self._stderr = _LineSplitter()
+        self._stderr_tail: list[str] = []
+        self._run_dir_auto = True
+        self._exit_code: int | None = None
+
+        self._build(list(presets) if presets else list(DEFAULT_PRESETS), data_folder, device)
+        self._poll_timer = QTimer(self)
+        self._poll_timer.setInterval(POLL_MS)
+        self._poll_timer.timeout.connect(self.poll_metrics)
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill_if_alive)
+        self._update_command()
+        self._update_buttons()
+
+    # ----- layout ---------------------------------------------------------------------------------------------------
+    def _build(self, presets: list[str], data_folder: str | os.PathLike | None, device: str) -> None:
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+
+        self.data_edit = QLineEdit(str(data_folder) if data_folder else "")
+        self.data_edit.setPlaceholderText("folder of training images (synthetic: generated here if empty)")
+        form.addRow("Data folder:", self._with_browse(self.data_edit, self._browse_data))
+
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(presets)
+        self.preset_combo.setCurrentIndex(presets.index("folder") if "folder" in presets else 0)
+        self.preset_combo.setToolTip("The reference recipe (model size, K, epochs, learning rate) to train with; "
+                                     "'folder' suits any folder of images.")
+        form.addRow("Preset:", self.preset_combo)
+
+        self.run_edit = QLineEdit(str(self._fresh_run_dir()))
+        self.run_edit.setToolTip("Where config.json, metrics.jsonl and checkpoints/ are written.")
+        form.addRow("Run folder:", self._with_browse(self.run_edit, self._browse_run))
+
+        self.device_combo = QComboBox()
+        self.device_combo.setEditable(True)
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.setCurrentText(device or "auto")
+        self.device_combo.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(0, 100000)
+        self.epochs_spin.setSpecialValueText("preset")
+        self.epochs_spin.setToolTip("Number of epochs; 'preset' (0) keeps the preset's.")
+        row = QHBoxLayout()
+        row.addWidget(self.device_combo, 1)
+        row.addWidget(QLabel("Epochs:"))
+        row.addWidget(self.epochs_spin)
+        form.addRow("Device:", row)
+
+        self.resume_check = QCheckBox("Resume from the run folder's last checkpoint")
+        form.addRow("", self.resume_check)
+
+        self.extra_edit = QLineEdit()
+        self.extra_edit.setPlaceholderText("advanced: extra arguments, e.g. --batch-size 16 --lr 1e-4 --amp bf16")
+        form.addRow("Extra arguments:", self.extra_edit)
+
+        self.command_edit = QLineEdit()
+        self.command_edit.setReadOnly(True)
+        self.command_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.command_edit.setToolTip("The command that Start runs; copy it to train from a terminal instead.")
+        copy = QToolButton()
+        copy.setText("Copy")
+        copy.setToolTip("Copy the command line")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command_edit.text()))
+        row = QHBoxLayout()
+        row.addWidget(self.command_edit, 1)
+        row.addWidget(copy)
+        form.addRow("Command:", row)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d83b3b;")
+        self.error_label.hide()
+
+        self.plot = LossPlot()
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(LOG_LINES)
+        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.plot)
+        splitter.addWidget(self.log_view)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("not started")
+        self.progress_label = QLabel()  # tqdm's live line
+        self.progress_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress_label.hide()
+        self.status_label = QLabel("Choose the data and a preset, then Start.")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.start_button = QPushButton(icon("train"), "Start")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton(icon("stop"), "Stop")
+        self.stop_button.setToolTip("Stop training; a resumable checkpoint is saved first.")
+        self.stop_button.clicked.connect(self.stop)
+        self.load_button = QPushButton(icon("load"), "Load this checkpoint")
+        self.load_button.clicked.connect(self._load_checkpoint)
+        self.close_button = QPushButton("Close")
+        self.close_button.setAutoDefault(False)
+        self.close_button.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.close_button)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.status_label)
+        layout.addLayout(buttons)
+
+        for edit in (self.data_edit, self.extra_edit):
+            edit.textChanged.connect(self._update_command)
+        self.run_edit.textChanged.connect(self._run_dir_edited)
+        self.run_edit.textEdited.connect(lambda _: setattr(self, "_run_dir_auto", False))
+        self.preset_combo.currentTextChanged.connect(self._preset_changed)
+        self.device_combo.currentTextChanged.connect(self._update_command)
+        self.epochs_spin.valueChanged.connect(self._update_command)
+        self.resume_check.toggled.connect(self._update_command)
+
+    def _with_browse(self, edit: QLineEdit, slot) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        button = QToolButton()
+        button.setIcon(icon("open_folder"))
+        button.setToolTip("Browse…")
+        button.clicked.connect(slot)
+        row.addWidget(button)
+        return row
+
+    def _browse_data(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training images", self.data_edit.text())
+        if folder:
+            self.data_edit.setText(folder)
+
+    def _browse_run(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Run folder", str(self.run_dir().parent))
+        if folder:
+            self._run_dir_auto = False
+            self.run_edit.setText(folder)
+
+    def _fresh_run_dir(self) -> Path:
+        preset = self.preset_combo.currentText() if hasattr(self, "preset_combo") else "folder"
+        return self._runs_dir / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def _preset_changed(self) -> None:
+        if self._run_dir_auto:
+            self.run_edit.setText(str(self._fresh_run_dir()))
+        self._update_command()
+
+    def _run_dir_edited(self) -> None:
+        can_resume = (self.run_dir() / LAST_STATE).is_file()
+        self.resume_check.setEnabled(can_resume and not self.is_running())
+        if not can_resume:
+            self.resume_check.setChecked(False)
+        self._update_command()
+
+    # ----- state ----------------------------------------------------------------------------------------------------
+    def run_dir(self) -> Path:
+        return Path(self.run_edit.text().strip()).expanduser()
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.state() != QProcess.ProcessState.NotRunning
+
+    def exit_code(self) -> int | None:
+        """The last run's exit code (-1: crashed or never started), None before any run ended."""
+        return self._exit_code
+
+    def extra_arguments(self) -> list[str]:
+        """The advanced line split like a shell would; raises ValueError on an unclosed quote."""
+        return shlex.split(self.extra_edit.text(), posix=os.name != "nt")
+
+    def command(self) -> list[str]:
+        """The full command line that Start runs."""
+        args = [*self._command_prefix, "train", "--preset", self.preset_combo.currentText()]
+        data = self.data_edit.text().strip()
+        if data:
+            args += ["--data-root", str(Path(data).expanduser())]
+        args += ["--out", str(self.run_dir())]
+        device = self.device_combo.currentText().strip()
+        if device and device != "auto":
+            args += ["--device", device]
+        if self.epochs_spin.value() > 0:
+            args += ["--epochs", str(self.epochs_spin.value())]
+        if self.resume_check.isChecked():
+            args.append("--resume")
+        args += self.extra_arguments()
+        return args
+
+    def _update_command(self) -> None:
+        try:
+            self.command_edit.setText(format_command(self.command()))
+            self.command_edit.setCursorPosition(0)
+        except ValueError:
+            self.command_edit.setText("(the extra arguments have an unclosed quote)")
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        for widget in (self.data_edit, self.preset_combo, self.run_edit, self.device_combo, self.epochs_spin,
+                       self.extra_edit):
+            widget.setEnabled(not running)
+        self.resume_check.setEnabled(not running and (self.run_dir() / LAST_STATE).is_file())
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running and not self._stop_requested)
+        self.load_button.setEnabled(not running and self._exit_code is not None
+                                    and run_checkpoint(self.run_dir()) is not None)
+
+    def _show_error(self, message: str) -> None:
+        self.error_label.setText(message)
+        self.error_label.setVisible(bool(message))
+
+    # ----- start ----------------------------------------------------------------------------------------------------
+    def _validate(self) -> str | None:
+        """One sentence saying what blocks a start, or None."""
+        try:
+            self.extra_arguments()
+        except ValueError:
+            return "The extra arguments have an unclosed quote; close it or remove the argument."
+        data = self.data_edit.text().strip()
+        preset = self.preset_combo.currentText()
+        if not data:
+            return "Choose the data folder to train on (for 'synthetic', an empty folder where it is generated)."
+        if preset != "synthetic" and not Path(data).expanduser().is_dir():
+            return f"The data folder '{data}' does not exist; choose a folder of training images."
+        if not self.run_edit.text().strip():
+            return "Choose a run folder where the checkpoints will be written."
+        run_dir = self.run_dir()
+        if run_dir.exists() and not run_dir.is_dir():
+            return f"The run folder '{run_dir}' is a file; choose a folder."
+        if not self.resume_check.isChecked() and (run_dir / LAST_STATE).exists():
+            return (f"The run folder '{run_dir}' already holds a training run; tick Resume to continue it or "
+                    "choose a new run folder.")
+        return None
+
+    def start(self) -> bool:
+        """Start training with the current settings; False (and a message) if something blocks it."""
+        if self.is_running():
+            return False
+        problem = self._validate()
+        self._show_error(problem or "")
+        if problem:
+            return False
+        command = self.command()
+        run_dir = self.run_dir()
+        self._reset_run_state()
+        self.plot.clear()
+        self.log_view.clear()
+        self._append_log(f"$ {format_command(command)}")
+
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        env.insert("PYTHONIOENCODING", "utf-8")
+        for key, value in self._extra_env.items():
+            env.insert(key, str(value))
+        process = QProcess(self)
+        process.setProgram(command[0])
+        process.setArguments(command[1:])
+        process.setWorkingDirectory(str(self._working_dir))
+        process.setProcessEnvironment(env)
+        process.readyReadStandardOutput.connect(self._read_stdout)
+        process.readyReadStandardError.connect(self._read_stderr)
+        process.finished.connect(self._on_finished)
+        process.errorOccurred.connect(self._on_error)
+        self._process = process
+        logger.info("Starting training: %s", format_command(command))
+        self._started_at = time.monotonic()
+        self.progress.setRange(0, 0)  # busy until the first metrics arrive
+        self.progress.setFormat("starting…")
+        self.status_label.setText(f"Training in {run_dir}…")
+        self.status_label.setStyleSheet("")
+        process.start()
+        self._update_buttons()
+        if process.waitForStarted(5000):
+            self._poll_timer.start()
+            self.started.emit()
+            return True
+        return False  # _on_error reported why
+
+    def _reset_run_state(self) -> None:
+        self._stop_requested = self._killed = False
+        self._exit_code = None
+        self._metrics_offset = 0
+        self._run_config = None
+        self._steps_per_epoch = None
+        self._last_record = None
+        self._stdout, self._stderr = _LineSplitter(), _LineSplitter()
+        self._stderr_tail = []
+        self.progress_label.clear()
+        self.progress_label.hide()
+
+    # ----- output and metrics ---------------------------------------------------------------------------------------
+    def _append_log(self, line: str) -> None:
+        self.log_view.appendPlainText(line)
+
+    def _read_stdout(self) -> None:
+        if self._process is not None:
+            self._take_output(self._stdout, bytes(self._process.readAllStandardOutput()), False)
+
+    def _read_stderr(self) -> None:
+        if self._process is not None:
+            self._take_output(self._stderr, bytes(self._process.readAllStandardError()), True)
+
+    def _take_output(self, splitter: _LineSplitter, data: bytes, is_stderr: bool) -> None:
+        lines = splitter.feed(data)
+        self._emit_lines(lines, is_stderr)
+        if splitter.transient:
+            self.progress_label.setText(splitter.transient)
+            self.progress_label.show()
+
+    def _emit_lines(self, lines: Iterable[str], is_stderr: bool) -> None:
+        for line in lines:
+            self._append_log(line)
+            if is_stderr and line.strip():
+                self._stderr_tail = (self._stderr_tail + [line.rstrip()])[-6:]
+
+    def poll_metrics(self) -> int:
+        """Read the run's new metrics lines into the plot and progress bar; returns how many records arrived."""
+        run_dir = self.run_dir()
+        if self._run_config is None:
+            try:
+                self._run_config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self._run_config = None  # not written yet, or mid-write: try again next poll
+        records, self._metrics_offset = read_new_records(run_dir / "metrics.jsonl", self._metrics_offset)
+        for record in records:
+            self._take_record(record)
+        if records:
+            self._update_progress()
+        return len(records)
+
+    def _take_record(self, record: dict[str, Any]) -> None:
+        step = record.get("step")
+        if not isinstance(step, (int, float)):
+            return
+        if record.get("kind", "train") == "eval":
+            epoch = record.get("epoch")
+            if isinstance(epoch, (int, float)) and epoch > 0:
+                self._steps_per_epoch = step / epoch
+            scores = ", ".join(f"{k} {v:.2f}" for k, v in record.items()
+                               if k not in NON_LOSS_KEYS and isinstance(v, (int, float)))
+            self._append_log(f"evaluation after epoch {epoch}: {scores}")
+            return
+        for key, value in record.items():
+            if key not in NON_LOSS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.plot.add_point(key, step, value)
+        self._last_record = record
+
+    def _update_progress(self) -> None:
+        record = self._last_record
+        if record is None:
+            return
+        cfg = self._run_config or {}
+        step, epoch = int(record.get("step", 0)), int(record.get("epoch", 0))
+        epochs = int(cfg.get("epochs") or 0)
+        max_steps = int(cfg.get("max_steps") or 0)
+        total = None
+        if max_steps > 0:
+            total = max_steps
+        elif self._steps_per_epoch and epochs:
+            total = self._steps_per_epoch * epochs
+        parts = [f"epoch {epoch + 1}/{epochs}" if epochs else f"epoch {epoch + 1}"]
+        parts.append(f"step {step}/{int(total)}" if total else f"step {step}")
+        ips = record.get("images_per_s")
+        if isinstance(ips, (int, float)) and ips > 0:
+            parts.append(f"{ips:.1f} images/s")
+            if total and cfg.get("batch_size") and step < total and self.is_running():
+                parts.append(f"about {_format_duration((total - step) * cfg['batch_size'] / ips)} left")
+        loss = record.get("total")
+        if isinstance(loss, (int, float)) and math.isfinite(loss):
+            parts.append(f"loss {loss:.4g}")
+        fraction = step / total if total else (epoch / epochs if epochs else 0.0)
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(min(max(fraction, 0.0), 1.0) * 1000))
+        self.progress.setFormat(" · ".join(parts))
+
+    # ----- stop -----------------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the trainer to stop (SIGTERM: it saves a resumable checkpoint); kill it if it is still alive after
+        the timeout. On Windows terminate() cannot signal a console process, so the kill is what stops it there."""
+        if not self.is_running() or self._stop_requested:
+            return
+        self._stop_requested = True
+        self.status_label.setText("Stopping: the trainer is saving a resumable checkpoint…")
+        self._append_log("Stop requested (SIGTERM).")
+        assert self._process is not None
+        self._process.terminate()
+        self._kill_timer.start(self._stop_timeout_ms)
+        self._update_buttons()
+
+    def _kill_if_alive(self) -> None:
+        if self.is_running():
+            assert self._process is not None
+            logger.warning("Training did not stop within %.0f s; killing it", self._stop_timeout_ms / 1000)
+            self._killed = True
+            self._append_log(f"Still running after {self._stop_timeout_ms / 1000:.0f} s: killed.")
+            self._process.kill()
+
+    # ----- end ------------------------------------------------------------------------------------------------------
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error != QProcess.ProcessError.FailedToStart:
+            logger.debug("Training process error: %s", error)
+            return
+        program = self._process.program() if self._process is not None else self._python
+        detail = self._process.errorString() if self._process is not None else ""
+        self._finish(-1, f"Could not start '{program}' ({detail}); check that this Python interpreter exists.",
+                     ok=False)
+
+    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
+        self._emit_lines(self._stdout.flush(), False)
+        self._emit_lines(self._stderr.flush(), True)
+        self.poll_metrics()
+        crashed = exit_status == QProcess.ExitStatus.CrashExit
+        code = -1 if crashed else exit_code
+        elapsed = _format_duration(time.monotonic() - self._started_at)
+        if self._stop_requested:
+            if self._killed:
+                message = (f"Stopped by force after {self._stop_timeout_ms / 1000:.0f} s; the last checkpoint saved "
+                           "before that can still be resumed.")
+            else:
+                message = f"Stopped after {elapsed}; tick Resume and Start to continue this run."
+            ok = True
+        elif code == 0:
+            message, ok = f"Training finished in {elapsed}.", True
+        else:
+            reason = "crashed" if crashed else f"failed (exit code {code})"
+            tail = "\n".join(self._stderr_tail[-4:]) or "no error output"
+            message, ok = f"Training {reason} after {elapsed}; see the log. Last messages:\n{tail}", False
+        self._finish(code, message, ok=ok)
+
+    def _finish(self, code: int, message: str, *, ok: bool) -> None:
+        self._poll_timer.stop()
+        self._kill_timer.stop()
+        self._exit_code = code
+        checkpoint = run_checkpoint(self.run_dir())
+        if checkpoint is not None:
+            message += f"\nCheckpoint: {checkpoint}"
+            self.load_button.setToolTip(str(checkpoint))
+        self.status_label.setText(message)
+        self.status_label.setStyleSheet("" if ok else "color: #d83b3b;")
+        self._update_progress()  # drops the time-left estimate
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1000)
+        if code == 0 and not self._stop_requested:
+            self.progress.setValue(1000)
+        if self.progress.format() in ("starting…", "not started"):
+            self.progress.setFormat("ended")
+        self.progress_label.clear()
+        self.progress_label.hide()
+        self._append_log(message.splitlines()[0])
+        logger.info("Training ended with code %s: %s", code, message.splitlines()[0])
+        self._update_buttons()
+        self.trainingFinished.emit(code)
+        if self._close_when_stopped:
+            self._close_when_stopped = False
+            super().reject()
+
+    def _load_checkpoint(self) -> None:
+        checkpoint = run_checkpoint(self.run_dir())
+        if checkpoint is None:
+            self._show_error(f"The run folder '{self.run_dir()}' has no checkpoint; train first.")
+            self._update_buttons()
+            return
+        self.checkpointChosen.emit(str(checkpoint))
+        self.accept()
+
+    # ----- closing --------------------------------------------------------------------------------------------------
+    def confirm_stop(self) -> bool:
+        """Ask whether to stop the running training before closing (tests replace this)."""
+        answer = QMessageBox.question(
+            self, "Training is running",
+            f"Training is still running in '{self.run_dir()}'. Stop it and close? A resumable checkpoint is saved.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def reject(self) -> None:
+        """Close; while training runs, only after the user agreed to stop it (then once it has stopped)."""
+        if self.is_running():
+            if self._close_when_stopped or not self.confirm_stop():
+                return
+            self._close_when_stopped = True
+            self.stop()
+            return
+        super().reject()
