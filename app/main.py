@@ -1,8 +1,9 @@
-"""``mpae-annotate``: the command-line entry point of MPAE Annotator.
+"""``mpae-annotate``: the entry point of MPAE Annotator.
 
-This version offers ``info`` (what a checkpoint holds), ``batch`` (headless pre-annotation of a folder; the pipeline
-is :mod:`mpae_core.batch`, this module only parses and prints) and ``--version``. Nothing here imports Qt, so it
-runs on machines without a display. ``python -m app.main`` and ``torchrun -m app.main batch ...`` work too.
+``mpae-annotate [FOLDER] [--checkpoint C] [--device D]`` and ``mpae-annotate --demo`` open the desktop app
+(:mod:`app.gui`); ``info`` (what a checkpoint holds), ``batch`` (headless pre-annotation of a folder; the pipeline
+is :mod:`mpae_core.batch`, this module only parses and prints) and ``--version`` never import Qt, so they run on
+machines without a display. ``python -m app.main`` and ``torchrun -m app.main batch ...`` work too.
 """
 from __future__ import annotations
 
@@ -153,7 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMANDS = ("info", "batch")
+
+
+def build_gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mpae-annotate", description="Unsupervised part annotation with MPAE: opens the desktop app.",
+        epilog="Without a display: `mpae-annotate batch IMAGES --checkpoint C --out OUT` pre-annotates a folder "
+               "(PNG masks + COCO), `mpae-annotate info C` shows what a checkpoint holds; add --help to either.")
+    parser.add_argument("folder", nargs="?", help="folder of images to open")
+    parser.add_argument("--checkpoint", help="MPAE checkpoint to load (.safetensors, or the authors' .pth)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: the last one used)")
+    parser.add_argument("--demo", action="store_true",
+                        help="open the bundled demo images with the demo checkpoint and predict them")
+    parser.add_argument("--theme", choices=("system", "light", "dark"), help="colour theme")
+    parser.add_argument("--version", action="store_true", help="print versions and the default device, then exit")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("--version",):
+        return _gui(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -168,6 +190,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MPAEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _gui(argv: list[str]) -> int:
+    args = build_gui_parser().parse_args(argv)
+    if args.version:
+        print(_versions())
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .gui import run_gui
+
+    return run_gui(folder=args.folder, checkpoint=args.checkpoint, device=args.device, demo=args.demo,
+                   theme=args.theme)
 
 
 if __name__ == "__main__":

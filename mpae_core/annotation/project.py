@@ -222,6 +222,13 @@ class AnnotationProject:
         self._dirty = False
         self._saved_parts = parts
 
+    def set_checkpoint(self, checkpoint: str | os.PathLike | None) -> None:
+        """Record the checkpoint that predicts this project (re-opening the project offers it again)."""
+        new = None if checkpoint is None else Path(checkpoint)
+        if new != self.checkpoint:
+            self.checkpoint = new
+            self._dirty = True
+
     # ----- images -----------------------------------------------------------------------------------------------
     def scan(self, recursive: bool | None = None) -> list[str]:
         """Add the folder's images that the project does not know yet (as 'new'); returns their paths."""

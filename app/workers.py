@@ -1,0 +1,166 @@
+"""Long work off the GUI thread: loading a checkpoint and predicting a list of images.
+
+Each worker is a QObject moved to its own QThread (see :func:`start_worker`); it talks to the window only through
+signals, so the project (not thread-safe) is touched on the GUI thread alone: the prediction worker hands each
+``PartPrediction`` back and the window stores it. Cancelling is checked between batches, so a Cancel stops the run
+within one batch.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from mpae_core.errors import MPAEError
+from mpae_core.images import load_image
+from mpae_core.inference import Predictor
+
+from .model_session import LoadRequest, ModelSession
+
+logger = logging.getLogger(__name__)
+
+
+def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
+    """Run ``worker.run`` in a new QThread that quits and cleans up when the worker emits ``done``."""
+    thread = QThread(parent)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    # direct: QThread.quit is thread-safe, and a queued call would never run while the GUI thread waits in wait()
+    worker.done.connect(thread.quit, Qt.DirectConnection)
+    thread.finished.connect(worker.deleteLater)
+    thread.finished.connect(thread.deleteLater)
+    thread.start()
+    return thread
+
+
+class ModelLoadWorker(QObject):
+    """Builds a Predictor from a checkpoint; a missing backbone is reported apart so the app can ask for a file."""
+
+    loaded = Signal(object, object)  # Predictor, LoadRequest
+    failed = Signal(str, str, object)  # error kind ("backbone" | "checkpoint" | "device" | "other"), message, request
+    done = Signal()
+
+    def __init__(self, request: LoadRequest) -> None:
+        super().__init__()
+        self.request = request
+
+    @Slot()
+    def run(self) -> None:
+        from mpae_core.errors import BackboneWeightsError, CheckpointError
+
+        try:
+            predictor = ModelSession.build(self.request)
+        except BackboneWeightsError as exc:
+            self.failed.emit("backbone", str(exc), self.request)
+        except CheckpointError as exc:
+            self.failed.emit("checkpoint", str(exc), self.request)
+        except (MPAEError, ValueError) as exc:
+            self.failed.emit("device" if "evice" in str(exc) else "other", str(exc), self.request)
+        except Exception as exc:  # anything else still must reach the user, not kill the thread silently
+            logger.exception("Loading %s failed", self.request.checkpoint)
+            self.failed.emit("other", f"Loading '{self.request.checkpoint}' failed: {exc}", self.request)
+        else:
+            self.loaded.emit(predictor, self.request)
+        finally:
+            self.done.emit()
+
+
+@dataclass
+class PredictionSummary:
+    total: int
+    done: int = 0
+    failed: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+class PredictionWorker(QObject):
+    """Predicts ``items`` (relpath, file) in batches; decoding of the next batch overlaps the model."""
+
+    predicted = Signal(str, object)  # relpath, PartPrediction
+    imageFailed = Signal(str, str)  # relpath, one-sentence reason
+    progress = Signal(int, int, float, float)  # done (incl. failed), total, images/s, seconds left (-1 unknown)
+    finished = Signal(object)  # PredictionSummary
+    done = Signal()
+
+    def __init__(self, predictor: Predictor, items: Sequence[tuple[str, Path]], batch_size: int = 4) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.items = list(items)
+        self.batch_size = max(1, int(batch_size))
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the run to stop; thread-safe, takes effect before the next batch."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @staticmethod
+    def _decode(batch: Sequence[tuple[str, Path]]) -> list[tuple[str, object]]:
+        decoded = []
+        for relpath, path in batch:
+            try:
+                decoded.append((relpath, load_image(path)))
+            except MPAEError as exc:
+                decoded.append((relpath, exc))
+            except Exception as exc:  # an unexpected decoder failure is still one image's problem
+                decoded.append((relpath, MPAEError(f"Cannot read '{path}': {exc}.")))
+        return decoded
+
+    @Slot()
+    def run(self) -> None:
+        summary = PredictionSummary(total=len(self.items))
+        start = time.perf_counter()
+        batches = [self.items[i : i + self.batch_size] for i in range(0, len(self.items), self.batch_size)]
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpae-decode") as pool:
+                pending = pool.submit(self._decode, batches[0]) if batches else None
+                for index in range(len(batches)):
+                    if self._cancel.is_set():
+                        summary.cancelled = True
+                        break
+                    decoded = pending.result()
+                    pending = pool.submit(self._decode, batches[index + 1]) if index + 1 < len(batches) else None
+                    self._predict(decoded, summary)
+                    elapsed = time.perf_counter() - start
+                    finished = summary.done + summary.failed
+                    rate = finished / elapsed if elapsed > 0 else 0.0
+                    left = (summary.total - finished) / rate if rate > 0 else -1.0
+                    self.progress.emit(finished, summary.total, rate, left)
+                if pending is not None:
+                    pending.cancel()
+        finally:
+            summary.seconds = time.perf_counter() - start
+            self.finished.emit(summary)
+            self.done.emit()
+
+    def _predict(self, decoded: list[tuple[str, object]], summary: PredictionSummary) -> None:
+        good = [(relpath, image) for relpath, image in decoded if not isinstance(image, Exception)]
+        for relpath, error in decoded:
+            if isinstance(error, Exception):
+                summary.failed += 1
+                self.imageFailed.emit(relpath, str(error))
+        if not good:
+            return
+        try:
+            predictions = self.predictor.predict([image for _, image in good], batch_size=len(good))
+        except RuntimeError as exc:  # e.g. CUDA out of memory: these images fail, the run goes on
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "out of memory" in message.lower():
+                message = f"Out of memory on {self.predictor.device} ({message}); lower the batch size in Settings."
+            for relpath, _ in good:
+                summary.failed += 1
+                self.imageFailed.emit(relpath, message)
+            return
+        for (relpath, _), prediction in zip(good, predictions):
+            summary.done += 1
+            self.predicted.emit(relpath, prediction)
