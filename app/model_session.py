@@ -67,6 +67,8 @@ class ModelSession:
     def build(request: LoadRequest) -> Predictor:
         """Load the checkpoint and place it on the device (slow: call it off the GUI thread)."""
         device = resolve_device(request.device)
+        if device.type == "cpu":  # leave one core to the GUI thread so the window stays smooth during a batch
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         model = load_checkpoint(request.checkpoint, backbone_weights=request.backbone_weights,
                                 allow_random_backbone=request.allow_random_backbone)
         return Predictor(model, device)

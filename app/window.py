@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.gallery_dock, self.problems_dock)
         self.gallery_dock.raise_()
         self.resizeDocks([self.files_dock, self.parts_dock], [300, 340], Qt.Horizontal)
-        self.resizeDocks([self.gallery_dock], [220], Qt.Vertical)
+        self.resizeDocks([self.gallery_dock], [260], Qt.Vertical)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

@@ -84,11 +84,25 @@ def test_full_flow_open_predict_rename_merge_paint_export_reopen(qtbot, window, 
     assert window.problems.count() == 1 and "broken.jpg" in window.problems.item(0).text()
     assert project.parts.display_name(0) == "head"  # names come from the checkpoint
 
-    # parts: rename and merge through the store the panel edits; every image follows
-    project.parts.rename(1, "wing")
-    project.parts.merge([2], 1)
-    window.parts_panel.refresh()
-    window._on_parts_changed()
+    # parts: rename and merge in the parts panel; the store's table changes and the overlay and paint list follow
+    from PySide6.QtCore import QItemSelectionModel
+
+    from app.parts_panel import COL_NAME
+
+    panel = window.parts_panel
+    with qtbot.waitSignal(panel.partsChanged):
+        assert panel.model.setData(panel.model.index(panel.model.row_of(1), COL_NAME), "wing")
+    assert project.parts.display_name(1) == "wing"
+    assert window.paint_label.findText("wing") >= 0
+    panel.view.clearSelection()
+    for slot in (1, 2):
+        panel.view.selectionModel().select(panel.model.index(panel.model.row_of(slot), 0),
+                                           QItemSelectionModel.Select | QItemSelectionModel.Rows)
+    with qtbot.waitSignal(panel.partsChanged):
+        panel.merge_selected()
+    assert project.parts.root(2) == 1
+    assert project.parts.display_color(2) == project.parts.display_color(1)
+    assert window.paint_label.findText("part_03") < 0  # a merged slot is painted as its root
     window.show_image("photo_00.jpg")
     labels = window.canvas.labels()
     assert labels is not None and labels.shape == (90, 120)
