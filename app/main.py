@@ -192,11 +192,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _display_available() -> bool:
+    """Qt aborts the process without a display; say so in one sentence instead (Linux/BSD only)."""
+    import os
+
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd")) or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def _gui(argv: list[str]) -> int:
     args = build_gui_parser().parse_args(argv)
     if args.version:
         print(_versions())
         return 0
+    if not _display_available():
+        print("error: the desktop app needs a display and none was found (DISPLAY/WAYLAND_DISPLAY are unset); on a "
+              "server use `mpae-annotate batch`, or set QT_QPA_PLATFORM=offscreen for scripted use.", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .gui import run_gui
 

@@ -31,3 +31,12 @@ def test_version_runs_without_importing_qt():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("mpae-annotate ")
+
+
+def test_gui_without_a_display_says_so_instead_of_aborting(monkeypatch, capsys):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main(["--demo"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a display" in err and "mpae-annotate batch" in err
