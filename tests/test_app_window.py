@@ -133,16 +133,22 @@ def test_full_flow_open_predict_rename_merge_paint_export_reopen(qtbot, window, 
     window.toggle_reviewed()
     assert project.record("photo_00.jpg").status is ImageStatus.REVIEWED
 
-    # the event loop kept running: export through the store's exporter
-    from mpae_core.annotation import export_annotations
+    # export through the app's dialog (the store's exporter on a worker thread)
+    from app.export_dialog import ExportDialog
 
-    window.save_project()
     out = tmp_path / "export"
-    result = export_annotations(AnnotationProject.open(folder), None, out)
-    assert result.images == 6
+    dialog = ExportDialog(window.project, window, default_out_dir=out)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.ended, timeout=60_000) as ended:
+        assert dialog.start_export()
+    assert ended.args == ["done"]
+    assert dialog.result().images == 6
     coco = json.loads((out / "coco.json").read_text())
     assert [c["name"] for c in coco["categories"]][:2] == ["head", "wing"]
-    assert (out / "masks" / "photo_00.png").is_file()
+    assert len(coco["images"]) == 6
+    with Image.open(out / "masks" / "photo_00.png") as mask:
+        assert mask.size == (120, 90) and mask.mode == "P"
+    dialog.close()
 
     ARTIFACTS.mkdir(exist_ok=True)
     window.set_tool("pan")
