@@ -620,7 +620,8 @@ class MainWindow(QMainWindow):
             self._on_image_failed(relpath, str(exc))
             return
         self.file_model.refresh(relpath)
-        self._counts_timer.start() if not self._counts_timer.isActive() else None
+        if not self._counts_timer.isActive():  # counts are O(images): at most once a second during a run
+            self._counts_timer.start()
         self._schedule_save()
         if relpath == self.current:
             self._show_annotation()

@@ -30,7 +30,6 @@ import logging
 import multiprocessing as mp
 import os
 import platform
-import signal
 import sys
 import threading
 import time
@@ -59,6 +58,7 @@ from .checkpoint import load_checkpoint
 from .errors import MPAEError
 from .images import ImageLoadError, list_images, load_image
 from .inference import Predictor, label_map_at, preprocess
+from .worker_signals import ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,8 @@ def make_loader(items: Sequence[ImageItem], image_size: int, batch_size: int, wo
                 pin_memory: bool) -> torch.utils.data.DataLoader:
     extra = {"prefetch_factor": 4} if workers > 0 else {}
     return torch.utils.data.DataLoader(ImageDataset(items, image_size), batch_size=batch_size, shuffle=False,
-                                       num_workers=workers, collate_fn=collate, pin_memory=pin_memory, **extra)
+                                       num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
+                                       worker_init_fn=ignore_stop_signals, **extra)
 
 
 # ----- stage 3: label maps and encoding in encoder processes ---------------------------------------------------
@@ -395,7 +396,7 @@ _ENCODER_OUTPUTS: Outputs | None = None
 def _init_encoder(outputs: Outputs) -> None:
     global _ENCODER_OUTPUTS
     _ENCODER_OUTPUTS = outputs
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main loop, which lets queued jobs finish
+    ignore_stop_signals()  # Ctrl-C stops the main loop, which lets queued jobs finish
     torch.set_num_threads(1)
 
 

@@ -169,3 +169,33 @@ def test_torchrun_two_cpu_processes(synthetic_root, tmp_path):
     assert steps == [1, 2]  # one writer: rank 0
     assert all(r["images_per_s"] > 0 for r in _metrics(run))
     assert (run / "checkpoints" / "last.safetensors").is_file()
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_to_the_whole_process_group_with_loader_workers_stops_cleanly(synthetic_root, tmp_path, signum):
+    """Ctrl-C, `timeout` and `kill -- -PGID` signal every process of the group, data-loading workers included: the
+    run must still save a resumable checkpoint and exit 130 with one line, not die in a DataLoader traceback."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "training.run", "train", "--preset", "synthetic", "--data-root", str(synthetic_root),
+            "--out", str(run), "--epochs", "200", *FAST]
+    args[args.index("--workers") + 1] = "2"
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, getattr(signal, signum))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "Stopped; resume with --resume." in err
+    assert main(["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(run), "--resume",
+                 "--max-steps", "1", *FAST]) == 0

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mpae_core.model import MPAE
+from mpae_core.worker_signals import ignore_stop_signals
 
 from .data import build_dataset, collate
 from .data.base import DatasetLayoutError
@@ -54,7 +55,7 @@ class EvalOptions:
 def _batches(model: MPAE, dataset: Dataset, options: EvalOptions, what: str) -> Iterator[tuple[dict, torch.Tensor]]:
     """(batch, probabilities [B, Q, 128, 128] on the CPU) over a dataset, in order."""
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
-                        collate_fn=collate)
+                        collate_fn=collate, worker_init_fn=ignore_stop_signals)
     device = next(model.parameters()).device
     if options.progress:
         from tqdm import tqdm

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mpae_core.backbone import resolve_backbone
 from mpae_core.checkpoint import read_training_weights, save_checkpoint
+from mpae_core.worker_signals import ignore_stop_signals
 from mpae_core.devices import resolve_device
 from mpae_core.errors import MPAEError
 from mpae_core.model import MPAE
@@ -144,6 +145,7 @@ class Trainer:
         self.loader = DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda", drop_last=False, persistent_workers=False,
+            worker_init_fn=ignore_stop_signals,
         )
         torch.manual_seed(cfg.seed + 1 + self.rank)  # each process masks its own patches
         self.position = Position()
