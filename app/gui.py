@@ -38,6 +38,12 @@ def run_gui(folder: str | None = None, checkpoint: str | None = None, device: st
     """Open the window and run the event loop; returns the exit code."""
     from PySide6.QtWidgets import QApplication
 
+    from .qt_check import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = launch(folder, checkpoint, device, demo, theme)
     code = app.exec()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from mpae_core.errors import MPAEError
 
+from . import stop
 from .presets import TRAIN_PRESETS, TrainConfig, train_preset
 
 logger = logging.getLogger("training.run")
@@ -88,7 +88,11 @@ def _command_train(args: argparse.Namespace) -> int:
         evaluate_fn = lambda model: evaluate(model, cfg.dataset, cfg.data_root, options)  # noqa: E731
     trainer = Trainer(cfg, dataset, args.out, device=args.device, evaluate=evaluate_fn, resume=args.resume,
                       show_progress=not args.quiet)
-    position = trainer.train()
+    previous = stop.install_handlers()  # Ctrl-C or a kill (the app's Stop button): checkpoint saved, resumable
+    try:
+        position = trainer.train()
+    finally:
+        stop.restore_handlers(previous)
     if trainer.is_main:
         print(f"Trained to epoch {position.epoch} (step {position.global_step}); checkpoints in "
               f"{trainer.paths.last.parent}")
@@ -199,18 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_sigterm() -> None:
-    """A kill (SIGTERM, e.g. the app's Stop button) ends training like Ctrl-C: checkpoint saved, resumable."""
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _stop_on_sigterm()
     try:
         return args.run(args)
     except KeyboardInterrupt:

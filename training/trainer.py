@@ -36,6 +36,7 @@ from mpae_core.errors import MPAEError
 from mpae_core.model import MPAE
 from mpae_core.perceptual import resolve_perceptual_network
 
+from . import stop
 from .presets import TrainConfig
 from .sampler import EpochSampler
 
@@ -217,6 +218,7 @@ class Trainer:
                     self._save_last()  # stopped by --max-steps inside an epoch: still resumable
                     break
                 self._end_epoch()
+                stop.raise_if_requested()
         except KeyboardInterrupt:
             logger.warning("Interrupted: saving a resumable checkpoint in %s", self.paths.root)
             self._save_last()
@@ -259,6 +261,7 @@ class Trainer:
                 self._save_last()
             if self._step_budget_spent():
                 break
+            stop.raise_if_requested()
 
     def _optimisation_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.amp)
