@@ -703,6 +703,8 @@ class MainWindow(QMainWindow):
     def _fill_paint_labels(self) -> None:
         """Paint choices: background, each visible root part by name, ignore; keeps the current choice."""
         current = self.paint_label.currentData()
+        if self.paint_label.count() <= 2:  # only background/ignore so far: the first part is the better default
+            current = None
         with QSignalBlocker(self.paint_label):
             self.paint_label.clear()
             self.paint_label.addItem("Background", BACKGROUND)
