@@ -280,3 +280,16 @@ def test_demo_opens_a_copy_loads_the_demo_checkpoint_and_predicts_every_image(qt
     ARTIFACTS.mkdir(exist_ok=True)
     assert win.grab().save(str(ARTIFACTS / "demo_window.png"))
     win.close()
+
+
+def test_switching_models_releases_the_old_one(qtbot, window, checkpoint):
+    import gc
+    import weakref
+
+    load(qtbot, window, checkpoint)
+    first = weakref.ref(window.session.model)
+    load(qtbot, window, checkpoint)  # switching (here: reloading) frees the previous model before building the next
+    gc.collect()
+    assert first() is None and window.session.model is not None
+    window.session.unload()
+    assert not window.session.loaded and window.session.describe() == "No model loaded"
