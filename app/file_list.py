@@ -9,15 +9,16 @@ import logging
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image
 from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize,
                             QSortFilterProxyModel, Qt, QThreadPool, Signal)
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from mpae_core.annotation import AnnotationProject, ImageRecord, ImageStatus
+from mpae_core.images import load_thumbnail
 
 from .icons import icon
+from .overlay import pil_to_qimage
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +33,8 @@ ConfidenceRole = Qt.UserRole + 3
 
 
 def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
-    """A small RGB QImage of the file (JPEG draft mode keeps this cheap); raises on unreadable files."""
-    with Image.open(path) as im:
-        im.draft("RGB", (size * 2, size * 2))
-        from PIL import ImageOps
-
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        im.thumbnail((size, size))
-        data = im.tobytes()
-        return QImage(data, im.width, im.height, im.width * 3, QImage.Format_RGB888).copy()
+    """A small QImage of the file, decoded by the project's one image loader; raises ImageLoadError."""
+    return pil_to_qimage(load_thumbnail(path, size))
 
 
 class _ThumbnailSignals(QObject):
@@ -105,13 +99,6 @@ class ImageListModel(QAbstractListModel):
         index = self.index(row)
         self.dataChanged.emit(index, index)
 
-    def refresh_all(self) -> None:
-        if self._project is None:
-            return
-        self._records = {r.relpath: r for r in self._project.records()}
-        if self._relpaths:
-            self.dataChanged.emit(self.index(0), self.index(len(self._relpaths) - 1))
-
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._relpaths)
 
@@ -152,8 +139,7 @@ class ImageListModel(QAbstractListModel):
         if relpath not in self._requested and self._project is not None:
             self._requested.add(relpath)
             self._pool.start(_ThumbnailJob(relpath, self._project.images_folder / relpath, self._signals))
-        return icon(self._records[relpath].status.value if self._records[relpath].status is not ImageStatus.REVIEWED
-                    else "reviewed", STATUS_COLOURS[self._records[relpath].status])
+        return status_icon(self._records[relpath].status)
 
     def _store(self, relpath: str, pixmap: QPixmap | None) -> None:
         self._requested.discard(relpath)

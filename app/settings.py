@@ -24,23 +24,23 @@ MAX_RECENT = 10
 THEMES = ("system", "light", "dark")
 
 
-def config_dir() -> Path:
-    override = os.environ.get("MPAE_ANNOTATOR_CONFIG_DIR")
+def _user_dir(env_var: str, kind: str) -> Path:
+    """``$env_var`` if set, else appdirs' per-user ``kind`` ("config" or "data") folder of the app."""
+    override = os.environ.get(env_var)
     if override:
         return Path(override)
     import appdirs
 
-    return Path(appdirs.user_config_dir(APP_NAME, appauthor=False))
+    return Path(getattr(appdirs, f"user_{kind}_dir")(APP_NAME, appauthor=False))
+
+
+def config_dir() -> Path:
+    return _user_dir("MPAE_ANNOTATOR_CONFIG_DIR", "config")
 
 
 def data_dir() -> Path:
     """Per-user data folder (the demo's working copy, training runs started from the app)."""
-    override = os.environ.get("MPAE_ANNOTATOR_DATA_DIR")
-    if override:
-        return Path(override)
-    import appdirs
-
-    return Path(appdirs.user_data_dir(APP_NAME, appauthor=False))
+    return _user_dir("MPAE_ANNOTATOR_DATA_DIR", "data")
 
 
 @dataclass

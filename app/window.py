@@ -5,6 +5,7 @@ formats. The project is touched only on this (GUI) thread: workers send predicti
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -679,19 +680,16 @@ class MainWindow(QMainWindow):
         counts = self.project.status_counts()
         self.counts_label.setText(" · ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no images")
         self.parts_panel.refresh()
-        self._fill_paint_labels()
 
     def _on_visibility_changed(self, hidden) -> None:
-        style = self.canvas.style()
-        self.canvas.set_style(OverlayStyle(**{**style.__dict__, "hidden_slots": frozenset(hidden)}))
+        self.canvas.set_style(dataclasses.replace(self.canvas.style(), hidden_slots=frozenset(hidden)))
 
     def _on_style_toggles(self, *_args) -> None:
-        style = self.canvas.style()
-        opacity = self.opacity.value() / 100.0 if self.act_overlay.isChecked() else 0.0
         self.settings.overlay_opacity = self.opacity.value() / 100.0
-        self.canvas.set_style(OverlayStyle(**{**style.__dict__, "opacity": opacity,
-                                              "outline_only": self.act_outline.isChecked(),
-                                              "heatmap": self.act_heatmap.isChecked()}))
+        opacity = self.settings.overlay_opacity if self.act_overlay.isChecked() else 0.0
+        self.canvas.set_style(dataclasses.replace(self.canvas.style(), opacity=opacity,
+                                                  outline_only=self.act_outline.isChecked(),
+                                                  heatmap=self.act_heatmap.isChecked()))
 
     def show_gallery(self, slot: int) -> None:
         if self.project is None:
@@ -853,8 +851,6 @@ class MainWindow(QMainWindow):
         status = self.project.record(self.current).status if has_image else None
         self.act_reviewed.setEnabled(status in (ImageStatus.PREDICTED, ImageStatus.EDITED, ImageStatus.REVIEWED))
         self.act_reviewed.setChecked(status is ImageStatus.REVIEWED)
-        for action in self.tool_actions.values():
-            action.setEnabled(True)
 
     def _restore_layout(self) -> None:
         if self.settings.window_geometry:

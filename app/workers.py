@@ -43,7 +43,7 @@ class ModelLoadWorker(QObject):
     """Builds a Predictor from a checkpoint; a missing backbone is reported apart so the app can ask for a file."""
 
     loaded = Signal(object, object)  # Predictor, LoadRequest
-    failed = Signal(str, str, object)  # error kind ("backbone" | "checkpoint" | "device" | "other"), message, request
+    failed = Signal(str, str, object)  # error kind ("backbone" | "checkpoint" | "other"), message, request
     done = Signal()
 
     def __init__(self, request: LoadRequest) -> None:
@@ -61,7 +61,7 @@ class ModelLoadWorker(QObject):
         except CheckpointError as exc:
             self.failed.emit("checkpoint", str(exc), self.request)
         except (MPAEError, ValueError) as exc:
-            self.failed.emit("device" if "evice" in str(exc) else "other", str(exc), self.request)
+            self.failed.emit("other", str(exc), self.request)
         except Exception as exc:  # anything else still must reach the user, not kill the thread silently
             logger.exception("Loading %s failed", self.request.checkpoint)
             self.failed.emit("other", f"Loading '{self.request.checkpoint}' failed: {exc}", self.request)

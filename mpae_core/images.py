@@ -144,16 +144,29 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     Raises ImageLoadError for any file that cannot be used; no file handle stays open.
     """
     p = Path(path)
+    return _to_rgb(_with_image(p, lambda im: _decode(im, p, max_pixels)), p)
 
-    def decode(im: Image.Image) -> Image.Image:
-        w, h = im.size
-        if max_pixels is not None and w * h > max_pixels:
-            raise ImageLoadError(p, f"it has {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}",
-                                 "downscale it or pass a larger max_pixels if you trust the file")
-        im.load()  # decode now so truncation/corruption surfaces here, not later
-        return _oriented(im)
 
-    return _to_rgb(_with_image(p, decode), p)
+def load_thumbnail(path: str | os.PathLike, size: int, *,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Like :func:`load_image`, at most ``size`` px on the longer side; JPEGs decode at a reduced scale (cheap)."""
+    p = Path(path)
+    thumb = _to_rgb(_with_image(p, lambda im: _decode(im, p, max_pixels, draft=(2 * size, 2 * size))), p)
+    thumb.thumbnail((size, size))
+    return thumb
+
+
+def _decode(im: Image.Image, path: Path, max_pixels: int | None,
+            draft: tuple[int, int] | None = None) -> Image.Image:
+    """Refuse too many pixels from the header, decode now (so truncation surfaces here), apply EXIF orientation."""
+    w, h = im.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageLoadError(path, f"it has {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}",
+                             "downscale it or pass a larger max_pixels if you trust the file")
+    if draft is not None:
+        im.draft("RGB", draft)  # JPEG only: decode at 1/2..1/8 scale; other formats ignore it
+    im.load()
+    return _oriented(im)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

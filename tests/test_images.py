@@ -358,3 +358,14 @@ def test_list_images_bad_folder(tmp_path):
 def test_image_extensions():
     assert {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"} <= IMAGE_EXTENSIONS
     assert all(e.startswith(".") and e == e.lower() for e in IMAGE_EXTENSIONS)
+
+
+def test_thumbnail_is_bounded_oriented_rgb_and_reports_bad_files(tmp_path):
+    thumb = images.load_thumbnail(_exif_jpeg(tmp_path, 6), 10)
+    assert thumb.mode == "RGB" and thumb.size == (5, 10)  # 40x20 stored, rotated to 20x40, then bounded by 10
+    cmyk = _saved(tmp_path, "cmyk.jpg", Image.new("CMYK", (64, 32), (0, 255, 255, 0)))
+    assert images.load_thumbnail(cmyk, 16).size == (16, 8)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageLoadError):
+        images.load_thumbnail(broken, 16)

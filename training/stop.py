@@ -36,16 +36,7 @@ def restore_handlers(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)
 
 
-def requested() -> bool:
-    return _requested.is_set()
-
-
 def raise_if_requested() -> None:
     """Called by the training loop at points where stopping leaves everything consistent."""
     if _requested.is_set():
         raise KeyboardInterrupt
-
-
-def request() -> None:
-    """Ask the run to stop as a signal would (tests, embedding applications)."""
-    _requested.set()
