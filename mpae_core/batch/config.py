@@ -1,0 +1,146 @@
+"""Batch settings, result records and the report of a run: what the CLI, the app and the benchmark pass in and get back."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import MPAEError
+
+
+FORMATS = ("png", "coco")
+REPORT_FORMAT = "mpae-batch-report"
+REPORT_VERSION = 1
+CACHE_DIR = ".mpae-batch"
+OK, ERROR, SKIPPED, CANCELLED = "ok", "error", "skipped", "cancelled"
+DONE_STATUSES = (OK, SKIPPED)  # what a re-run may skip (skipped = finished by an earlier run)
+
+
+class BatchUsageError(MPAEError):
+    """The run cannot start (bad folder, option or device): the CLI exits with code 2."""
+
+
+# ----- configuration and results ------------------------------------------------------------------------------------
+@dataclass
+class BatchConfig:
+    """Everything ``mpae-annotate batch`` can be told; paths may be str or Path."""
+
+    images: Path
+    checkpoint: Path | None
+    out: Path
+    formats: tuple[str, ...] = FORMATS
+    device: str = "auto"
+    batch_size: int = 8
+    recursive: bool = False
+    overwrite: bool = False
+    workers: int | None = None  # decoding processes (DataLoader); None = a third of the CPUs, 0 = in this process
+    encoders: int | None = None  # label map + PNG + RLE processes; None = half the CPUs, 0 = a thread of this one
+    backbone_weights: Path | None = None
+    allow_random_backbone: bool = False
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.images, self.out = Path(self.images), Path(self.out)
+        self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
+        self.backbone_weights = Path(self.backbone_weights) if self.backbone_weights else None
+        self.formats = parse_formats(self.formats)
+        if self.batch_size < 1:
+            raise BatchUsageError(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if self.workers is not None and self.workers < 0:
+            raise BatchUsageError(f"--workers must be 0 or more, got {self.workers}.")
+        if self.encoders is not None and self.encoders < 0:
+            raise BatchUsageError(f"The number of encoder processes must be 0 or more, got {self.encoders}.")
+
+    @property
+    def num_workers(self) -> int:
+        """Decoding costs about 2/3 of encoding per image (see benchmarks/bench_batch.py), hence 1/3 vs 1/2."""
+        return self.workers if self.workers is not None else min(8, max(1, available_cpus() // 3))
+
+    @property
+    def num_encoders(self) -> int:
+        return self.encoders if self.encoders is not None else min(12, max(1, available_cpus() // 2))
+
+
+def available_cpus() -> int:
+    """CPUs this process may use, shared with the other torchrun ranks on this machine."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """'png,coco' or a sequence → a tuple in canonical order; unknown names are a usage error."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    chosen = {n.strip().lower() for n in names if n.strip()}
+    unknown = chosen - set(FORMATS)
+    if unknown or not chosen:
+        raise BatchUsageError(f"Unknown output format(s) {sorted(unknown) or 'none'}; choose png, coco or png,coco.")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+@dataclass
+class ImageResult:
+    """One image's line of the report; ``mask`` is relative to OUT."""
+
+    file: str
+    status: str
+    error: str | None = None
+    mask: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "status": self.status, "error": self.error, "mask": self.mask,
+                "seconds": round(self.seconds, 4)}
+
+
+@dataclass
+class BatchProgress:
+    """Passed to the progress callback after every image (``done`` counts skipped and failed images too)."""
+
+    done: int
+    total: int
+    ok: int
+    failed: int
+    skipped: int
+    file: str
+    status: str
+
+
+@dataclass
+class BatchReport:
+    """What a run did; on rank 0 of a torchrun job it covers all ranks."""
+
+    out: Path
+    images: list[ImageResult]
+    seconds: float
+    device: str
+    cancelled: bool = False
+    report_path: Path | None = None
+    coco_path: Path | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.images if r.status == status)
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return [r for r in self.images if r.status == ERROR]
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failed and not self.cancelled and not self.count(CANCELLED)
+
+    def totals(self) -> dict[str, Any]:
+        processed = self.count(OK)
+        return {"images": len(self.images), "ok": processed, "error": self.count(ERROR),
+                "skipped": self.count(SKIPPED), "cancelled": self.count(CANCELLED),
+                "seconds": round(self.seconds, 3),
+                "images_per_second": round(processed / self.seconds, 3) if self.seconds > 0 else None}
+
+
+ProgressCallback = Callable[[BatchProgress], None]
+

@@ -1,0 +1,209 @@
+"""Stage 2 and the whole run: the model loop that feeds the encoders, and ``run_batch``."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from pathlib import Path
+
+import torch
+
+from ..annotation.export import PngMaskWriter, unique_mask_relpaths, write_label_files
+from ..annotation.parts import PartTable
+from ..checkpoint import load_checkpoint
+from ..inference import Predictor
+from .config import (CACHE_DIR, CANCELLED, ERROR, OK, SKIPPED, BatchConfig, BatchProgress, BatchReport,
+                     BatchUsageError, ImageResult, ProgressCallback)
+from .decode import make_loader
+from .encode import EncodeJob, Encoders, Outputs
+from .listing import ImageItem, collect_images
+from .report import (checkpoint_fingerprint, describe_device, is_finished, previous_statuses, report_dict, write_coco,
+                     write_report)
+from .shards import Shard, barrier, init_distributed, merge_ranks, rank_file_paths
+
+logger = logging.getLogger(__name__)
+
+
+# ----- stage 2: the model loop ------------------------------------------------------------------------------------
+class _Tally:
+    """Counts results and reports progress; results are kept by their index in the full list."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None) -> None:
+        self.total, self.progress = total, progress
+        self.results: dict[int, ImageResult] = {}
+        self.counts = {OK: 0, ERROR: 0, SKIPPED: 0, CANCELLED: 0}
+
+    def add(self, index: int, result: ImageResult) -> None:
+        self.results[index] = result
+        self.counts[result.status] += 1
+        if result.status == ERROR:
+            logger.info("%s", result.error)
+        if self.progress is not None and result.status != CANCELLED:  # a cancelled image made no progress
+            self.progress(BatchProgress(len(self.results), self.total, self.counts[OK], self.counts[ERROR],
+                                        self.counts[SKIPPED], result.file, result.status))
+
+
+def _pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """Pad a short batch to the usual size so CUDA graphs replay one captured shape instead of capturing more."""
+    if pixels.shape[0] >= size:
+        return pixels
+    return torch.cat([pixels, pixels.new_zeros((size - pixels.shape[0], *pixels.shape[1:]))])
+
+
+def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader, encoders: Encoders,
+                       tally: _Tally, max_pending: int, cancel: threading.Event | None) -> bool:
+    """The main loop: model calls here, encoding in ``encoders``; returns True when it stopped early (cancel flag
+    or Ctrl-C). At most ``max_pending`` encode jobs wait, which bounds memory."""
+    pending: deque[tuple[list[int], Future]] = deque()
+    pad_to = loader.batch_size if predictor.device.type == "cuda" else 0
+    stopped = False
+
+    def collect(block: bool) -> None:
+        while pending and (block or pending[0][1].done() or len(pending) > max_pending):
+            indices, future = pending.popleft()
+            for index, result in zip(indices, future.result()):
+                tally.add(index, result)
+
+    try:
+        for batch in loader:
+            if cancel is not None and cancel.is_set():
+                stopped = True
+                break
+            records = batch["records"]
+            good = [r for r in records if r["error"] is None]
+            for r in records:
+                if r["error"] is not None:
+                    tally.add(r["index"], ImageResult(r["relpath"], ERROR, r["error"], seconds=r["seconds"]))
+            if good:
+                start = time.perf_counter()
+                logits = predictor.logits(_pad(batch["pixels"], pad_to))[: len(good)].numpy()
+                share = (time.perf_counter() - start) / len(good)
+                jobs = [EncodeJob(r["index"], r["relpath"], r["size"], row, r["seconds"] + share)
+                        for r, row in zip(good, logits)]
+                for start in range(0, len(jobs), encoders.chunk):  # spread a batch over the encoders
+                    chunk = jobs[start : start + encoders.chunk]
+                    pending.append(([job.index for job in chunk], encoders.submit(chunk)))
+            collect(block=False)
+    except KeyboardInterrupt:
+        logger.warning("Interrupted; finishing the images already predicted.")
+        stopped = True
+    finally:
+        collect(block=True)
+    return stopped
+
+
+# ----- the run ------------------------------------------------------------------------------------------------------
+def _load_model(config: BatchConfig, device: torch.device):
+    if config.checkpoint is None:
+        raise BatchUsageError("No checkpoint given; pass --checkpoint.")
+    return load_checkpoint(config.checkpoint, backbone_weights=config.backbone_weights,
+                           allow_random_backbone=config.allow_random_backbone, device=device)
+
+
+def _resolve_device(name: str) -> torch.device:
+    from ..devices import resolve_device
+
+    try:
+        return resolve_device(name)
+    except (ValueError, RuntimeError) as exc:
+        raise BatchUsageError(str(exc).split("\n")[0]) from None
+
+
+def _check_out(out: Path, create: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise BatchUsageError(f"The output '{out}' is a file; choose a folder.")
+    if not create:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchUsageError(f"Cannot create the output folder '{out}': {exc.strerror or exc}.") from None
+
+
+def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
+              cancel: threading.Event | None = None, model=None, predictor: Predictor | None = None,
+              shard: Shard | None = None) -> BatchReport:
+    """Pre-annotate ``config.images`` into ``config.out``; see the module docstring.
+
+    ``model`` (or a ready ``predictor``, whose device wins) skips loading the checkpoint: the app and the benchmark
+    pass theirs. ``cancel`` stops the run between batches and still writes the report of what was done; ``shard``
+    defaults to torchrun's environment. Raises BatchUsageError / CheckpointError / BackboneWeightsError before
+    anything is written when the run cannot start.
+    """
+    started = time.perf_counter()
+    shard = shard or Shard.from_env()
+    items = collect_images(config.images, config.out, config.recursive)
+    _check_out(config.out, create=False)  # created only once the model has loaded
+    device = predictor.device if predictor is not None else _resolve_device(shard.device(config.device))
+    joined = init_distributed(shard, device) if shard.distributed else False
+    try:
+        if predictor is None:
+            predictor = Predictor(model if model is not None else _load_model(config, device), device,
+                                  precision=config.precision)
+        model = predictor.model
+        _check_out(config.out, create=True)
+        table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
+        fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
+                       and config.checkpoint.is_file() else None)
+        outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats)
+        if shard.rank == 0:
+            write_label_files(table.export_labels(), config.out)
+        (config.out / CACHE_DIR).mkdir(exist_ok=True)  # also marks OUT as a batch output for later listings
+        if "png" in config.formats:
+            outputs.png = PngMaskWriter(config.out, table, mask_names=outputs.mask_names, write_labels=False)
+        mine = shard.take(items)
+        report = _run_shard(config, predictor, outputs, mine, fingerprint, progress, cancel, started, shard)
+        _write_rank_files(config, outputs, report, model, fingerprint, shard)
+        if shard.distributed:
+            barrier(device)
+            if shard.rank == 0:
+                report = merge_ranks(config, report, items, started, shard)
+        return report
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine: list[ImageItem],
+               fingerprint: str | None, progress: ProgressCallback | None, cancel: threading.Event | None,
+               started: float, shard: Shard) -> BatchReport:
+    previous = {} if config.overwrite else previous_statuses(config.out, fingerprint)
+    tally = _Tally(len(mine), progress)
+    todo = []
+    for item in mine:
+        if is_finished(outputs, item.relpath, previous):
+            mask = outputs.mask_relpath(item.relpath) if "png" in config.formats else None
+            tally.add(item.index, ImageResult(item.relpath, SKIPPED, mask=mask))
+        else:
+            todo.append(item)
+    logger.info("%d images to predict, %d finished earlier (rank %d of %d)", len(todo), len(mine) - len(todo),
+                shard.rank, shard.world_size)
+    stopped = False
+    if todo:
+        encoders = Encoders(outputs, config.num_encoders, config.batch_size)  # forked before the loader's threads
+        try:
+            loader = make_loader(todo, predictor.image_size, config.batch_size, config.num_workers,
+                                 pin_memory=predictor.device.type == "cuda")
+            stopped = predict_and_encode(predictor, loader, encoders, tally, 2 * max(1, config.num_encoders),
+                                         cancel)
+        finally:
+            encoders.close()
+    for item in todo:
+        if item.index not in tally.results:
+            tally.add(item.index, ImageResult(item.relpath, CANCELLED))
+    results = [tally.results[i.index] for i in mine]
+    return BatchReport(config.out, results, time.perf_counter() - started, describe_device(predictor.device),
+                       cancelled=stopped, rank=shard.rank, world_size=shard.world_size)
+
+
+def _write_rank_files(config: BatchConfig, outputs: Outputs, report: BatchReport, model, fingerprint: str | None,
+                      shard: Shard) -> None:
+    """This process's coco and report files (the final ones when there is one rank)."""
+    coco_path, report_path = rank_file_paths(config.out, shard)
+    if "coco" in config.formats:
+        report.coco_path = write_coco(outputs, report.images, coco_path)
+    report.report_path = write_report(report_path, report_dict(config, report, model, fingerprint))
