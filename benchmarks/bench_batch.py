@@ -43,11 +43,10 @@ from mpae_core.annotation.storage import write_png  # noqa: E402
 from mpae_core.backbone import resolve_backbone  # noqa: E402
 from mpae_core.annotation.export import coco_annotations_for  # noqa: E402
 from mpae_core.batch import BatchConfig, run_batch  # noqa: E402
-from mpae_core.inference import label_map_at  # noqa: E402
 from mpae_core.config import DEFAULT_BACKBONE, MPAEConfig  # noqa: E402
 from mpae_core.devices import resolve_device  # noqa: E402
 from mpae_core.images import load_image  # noqa: E402
-from mpae_core.inference import Predictor, preprocess  # noqa: E402
+from mpae_core.inference import Predictor, channel_lut, label_map_at, resize_for_model  # noqa: E402
 from mpae_core.model import MPAE  # noqa: E402
 
 TARGET = 90.0  # pipeline images/s as % of inference alone
@@ -67,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="DataLoader workers (default: the CLI's, a third of the CPUs)")
     p.add_argument("--encoders", type=int, default=None,
                    help="label map + PNG + RLE processes (default: the pipeline's, half the CPUs; 0 = one thread)")
+    p.add_argument("--maps", choices=("auto", "device", "encoders"), default="auto",
+                   help="where the full-resolution label maps are made (default: auto = device unless CPU)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each; the median is reported (default: 3)")
     p.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     p.add_argument("--seed", type=int, default=0)
@@ -131,31 +132,31 @@ def measure(predictor: Predictor, batches: list[torch.Tensor], config: BatchConf
 
 
 def stage_costs(predictor: Predictor, paths: list[Path], table: PartTable, scratch: Path) -> dict[str, float]:
-    """Milliseconds per image of each CPU stage on one thread (median over a few images)."""
+    """Milliseconds per image of each CPU stage on one thread (median over a few images). The label map row is
+    what an encoder pays when the maps are not made on the device."""
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a DataLoader worker; the encode threads share the intra-op pool
-    costs: dict[str, list[float]] = {k: [] for k in ("decode + EXIF", "resize + normalise", "label map (label_map_at)",
-                                                     "to_export", "palette PNG", "COCO RLE (coco_annotations_for)")}
+    lut = channel_lut(table.num_parts + 1, table.slot_to_export_index())
+    costs: dict[str, list[float]] = {k: [] for k in ("decode + EXIF", "resize (uint8)", "label map (label_map_at)",
+                                                     "palette PNG", "COCO RLE (coco_annotations_for)")}
     try:
         for path in paths[:20]:
             t0 = time.perf_counter()
             image = load_image(path)
             t1 = time.perf_counter()
-            pixels = preprocess(image, predictor.image_size)
+            pixels = resize_for_model(image, predictor.image_size)
             t2 = time.perf_counter()
             logits = predictor.logits(pixels[None])[0]
             t3 = time.perf_counter()
-            labels = label_map_at(logits, (image.height, image.width))
+            indices = label_map_at(logits, (image.height, image.width), lut=lut)
             t4 = time.perf_counter()
-            indices = table.to_export(labels)
-            t5 = time.perf_counter()
             png = Image.fromarray(indices)
             png.putpalette([0] * 768)
             write_png(scratch / "stage.png", png)
-            t6 = time.perf_counter()
+            t5 = time.perf_counter()
             coco_annotations_for(indices)
-            t7 = time.perf_counter()
-            for key, seconds in zip(costs, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
+            t6 = time.perf_counter()
+            for key, seconds in zip(costs, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t6 - t5)):
                 seconds and costs[key].append(seconds)
     finally:
         torch.set_num_threads(torch_threads)
@@ -174,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = MPAEConfig(backbone=args.backbone, image_size=args.image_size, num_parts=args.num_parts)
     model = MPAE(cfg, resolve_backbone(cfg.backbone, cfg.image_size, allow_random=True, **cfg.backbone_kwargs))
     predictor = Predictor(model, device)
+    maps_on_device = {"auto": None, "device": True, "encoders": False}[args.maps]
+    if maps_on_device is None:
+        maps_on_device = device.type != "cpu"
     config_kw = dict(batch_size=args.batch_size, workers=args.workers, encoders=args.encoders,
-                     overwrite=True, allow_random_backbone=True)
+                     overwrite=True, allow_random_backbone=True, maps_on_device=maps_on_device)
     with tempfile.TemporaryDirectory(prefix="mpae-bench-batch-") as tmp:
         folder, out = Path(tmp, "images"), Path(tmp, "out")
         folder.mkdir()
@@ -191,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.images} JPEGs {WIDTH}x{HEIGHT}")
         device_text = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
         print(f"device: {device} ({device_text}), batch {args.batch_size}, workers {config.num_workers}, encoder "
-              f"processes {config.num_encoders}, torch threads {torch.get_num_threads()}; torch "
+              f"processes {config.num_encoders}, label maps on the {'device' if maps_on_device else 'encoders'}, torch threads {torch.get_num_threads()}; torch "
               f"{torch.__version__}, timm {timm.__version__}; median of {args.repeats} alternating run(s) after one "
               "warm-up\n")
 
-        batches = [torch.stack([preprocess(load_image(p), args.image_size) for p in paths[i : i + args.batch_size]])
+        batches = [predictor.prepare([load_image(p) for p in paths[i : i + args.batch_size]])
                    for i in range(0, len(paths), args.batch_size)]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         infer_s, pipe_s, half_s, failed = measure(predictor, batches, config, half, args.repeats)
@@ -213,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     stage_rows = [[k, f"{v:.2f}"] for k, v in costs.items()]
     stage_rows.append(["model (per image, this run)", f"{1e3 * infer_s / n:.2f}"])
     print(table(stage_rows, ["CPU stage, one thread", "ms/image"], args.markdown) + "\n")
-    decode = costs["decode + EXIF"] + costs["resize + normalise"]
-    encode = sum(v for k, v in costs.items() if k not in ("decode + EXIF", "resize + normalise"))
+    decode = costs["decode + EXIF"] + costs["resize (uint8)"]
+    encode = costs["palette PNG"] + costs["COCO RLE (coco_annotations_for)"]
+    if not maps_on_device:
+        encode += costs["label map (label_map_at)"]
     print(f"CPU ceiling if the stages scaled perfectly: {config.num_workers} decoders x 1000/{decode:.1f} ms = "
           f"{config.num_workers * 1e3 / decode:.0f} images/s, {config.num_encoders} encoders x 1000/{encode:.1f} ms = "
           f"{config.num_encoders * 1e3 / encode:.0f} images/s ({os.cpu_count()} CPUs in all).")

@@ -26,13 +26,35 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BAND_BYTES = 64 * 2**20  # working memory for one band of upsampled logits
 
 
+def resize_for_model(image: Image.Image, image_size: int) -> torch.Tensor:
+    """RGB PIL image → [3, S, S] uint8 (bilinear squash, like the reference's ``Resize((S, S))``).
+
+    Kept as bytes until it reaches the device: a quarter of the float tensor to move between processes and to the
+    GPU, and the normalisation runs there (``normalise``) instead of on a busy CPU.
+    """
+    resized = image.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    return torch.from_numpy(np.array(resized)).permute(2, 0, 1)
+
+
+def normalise(pixels: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [..., 3, S, S] → ImageNet-normalised float32, bit for bit what ``preprocess`` gives.
+
+    ``mean``/``std`` are [3, 1, 1] tensors on the pixels' device (a CUDA graph capture cannot create them).
+    """
+    if mean is None or std is None:
+        mean, std = imagenet_stats(pixels.device)
+    return (pixels.float() / 255.0 - mean) / std
+
+
+def imagenet_stats(device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as [3, 1, 1] float32 tensors on ``device``."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1))
+
+
 def preprocess(image: Image.Image, image_size: int) -> torch.Tensor:
     """RGB PIL image → ImageNet-normalised [3, S, S] float tensor (bilinear squash, like ``Resize((S, S))``)."""
-    resized = image.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-    array = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (array - mean) / std
+    return normalise(resize_for_model(image, image_size))
 
 
 def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
@@ -53,11 +75,50 @@ def upsampled_bands(logits: torch.Tensor, size: tuple[int, int]) -> Iterable[tup
     """Yield (first row, [Q, rows, W] upsampled logits) bands covering a [Q, H, W] map."""
     height, width = size
     q, h, w = logits.shape
-    columns = torch.einsum("qhw,xw->qhx", logits.float(), bilinear_matrix(width, w).to(logits.device))
-    row_weights = bilinear_matrix(height, h).to(logits.device)
+    columns = torch.einsum("qhw,xw->qhx", logits.float(), _bilinear_on(width, w, logits.device))
+    row_weights = _bilinear_on(height, h, logits.device)
     band = max(1, BAND_BYTES // (4 * q * max(width, 1)))
     for start in range(0, height, band):
         yield start, torch.einsum("rh,qhx->qrx", row_weights[start : start + band], columns)
+
+
+@functools.lru_cache(maxsize=128)
+def _bilinear_on(out_size: int, in_size: int, device: torch.device) -> torch.Tensor:
+    """``bilinear_matrix`` kept on its device: photos of one camera share a few sizes, and a GPU loop over a
+    batch should not build and upload the same small matrix for every image."""
+    return bilinear_matrix(out_size, in_size).to(device)
+
+
+def channel_lut(num_slots: int, label_to_value: np.ndarray | None = None) -> np.ndarray:
+    """Model channel → label value (background, the last channel, → 0; slot k → k + 1), optionally followed by
+    ``label_to_value`` (e.g. :meth:`PartTable.slot_to_export_index`), so one lookup gives export indices."""
+    lut = np.arange(1, num_slots + 1, dtype=np.uint16 if num_slots > 256 else np.uint8)
+    lut[num_slots - 1] = 0
+    return lut if label_to_value is None else np.asarray(label_to_value)[lut]
+
+
+def device_label_maps(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], lut: np.ndarray) -> list[np.ndarray]:
+    """Full-resolution maps of a batch, computed where the logits are and brought back in one copy.
+
+    ``logits`` [B, Q, h, w] (any device), ``sizes`` each image's (H, W), ``lut`` channel → value
+    (:func:`channel_lut`). The labels are the argmax of the full bilinear upsampling, as ``_labels_and_confidence``;
+    on a GPU this takes the per-pixel work of the batch pipeline off the CPU, which then only encodes.
+    """
+    device = logits.device
+    table = torch.as_tensor(lut, device=device)
+    out = torch.empty(sum(h * w for h, w in sizes), dtype=table.dtype, device=device)
+    offset = 0
+    for image_logits, (height, width) in zip(logits, sizes):
+        view = out[offset : offset + height * width].view(height, width)
+        for start, band in upsampled_bands(image_logits, (height, width)):
+            view[start : start + band.shape[1]] = table[band.argmax(dim=0)]
+        offset += height * width
+    host = out.cpu().numpy()
+    maps, offset = [], 0
+    for height, width in sizes:
+        maps.append(host[offset : offset + height * width].reshape(height, width))
+        offset += height * width
+    return maps
 
 
 @dataclass
@@ -117,14 +178,7 @@ def _row_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, (src - lo).astype(np.float32)
 
 
-def _label_lut(q: int) -> np.ndarray:
-    """Model channel → label value (background, the last channel, → 0; slot k → k + 1), as channels_to_labels."""
-    lut = np.arange(1, q + 1, dtype=np.uint16 if q > 256 else np.uint8)
-    lut[q - 1] = 0
-    return lut
-
-
-def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: np.ndarray | None = None) -> np.ndarray:
     """[H, W] label values of bilinearly upsampled logits: the same labels as taking the argmax of
     the full bilinear upsampling (``_labels_and_confidence``), 10-20x faster on the CPU, which is what lets the
     batch encoders keep up with the model.
@@ -133,12 +187,13 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np
     rows; where one channel is the maximum in both, it is the maximum of every convex combination too, so only the
     pixels between rows that disagree (a part boundary, typically 10-20 % of the image) need all Q channels. The
     labels equal the full computation's except where two channels tie to float rounding (tests check this).
-    Working memory stays under BAND_BYTES however large the image.
+    Working memory stays under BAND_BYTES however large the image. ``lut`` (channel → value, :func:`channel_lut`)
+    replaces the default label values, e.g. by export indices, at no extra cost.
     """
     height, width = size
     values = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else logits.astype(np.float32)
     q, h, w = values.shape
-    lut = _label_lut(q)
+    lut = channel_lut(q) if lut is None else np.asarray(lut)
     cols = values @ _column_matrix(width, w)  # [Q, h, W]
     grid = cols.argmax(axis=0)  # [h, W] channel that wins on each upsampled row
     lo, frac = _row_taps(height, h)
@@ -201,6 +256,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.amp_dtype = autocast_dtype(self.device, precision)
+        self._mean, self._std = imagenet_stats(self.device)
         self._logits = GraphedFunction(self._forward, enabled=cuda_graphs and self.device.type == "cuda")
 
     @property
@@ -208,9 +264,12 @@ class Predictor:
         return self.model.cfg.image_size
 
     def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return torch.stack([preprocess(image, self.image_size) for image in images])
+        """[B, 3, S, S] uint8 model input; every method here accepts it (normalised on the device)."""
+        return torch.stack([resize_for_model(image, self.image_size) for image in images])
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dtype == torch.uint8:
+            batch = normalise(batch, self._mean, self._std)
         # cache_enabled=False: autocast's weight cast cache must not outlive a CUDA graph capture
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None, cache_enabled=False):
@@ -221,7 +280,7 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """[B, Q, h, w] fp32 logits on the CPU for an already normalised batch."""
+        """[B, Q, h, w] fp32 logits on the CPU for a uint8 (``prepare``) or already normalised batch."""
         return self._device_logits(batch).float().cpu()
 
     @torch.inference_mode()
@@ -229,6 +288,12 @@ class Predictor:
         """[B, Q, H, W] probabilities on the device (background last), as ``MPAE.predict_probs``."""
         size = output_size or self.model.cfg.default_output_size
         return upsample_logits(self._device_logits(batch), size).softmax(dim=1)
+
+    @torch.inference_mode()
+    def maps_at_sizes(self, batch: torch.Tensor, sizes: Sequence[tuple[int, int]], lut: np.ndarray) -> list[np.ndarray]:
+        """One map per image at its own (H, W), through ``lut`` (channel → value), computed on the device; rows of
+        ``batch`` past ``len(sizes)`` (padding) are ignored."""
+        return device_label_maps(self._device_logits(batch)[: len(sizes)], sizes, lut)
 
     @torch.inference_mode()
     def label_maps(self, batch: torch.Tensor, output_size: tuple[int, int]) -> np.ndarray:

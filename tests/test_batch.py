@@ -220,6 +220,36 @@ def test_masks_are_the_models_label_maps(first_run, folder, checkpoint):
         assert agree > 0.999, (rel, agree)
 
 
+def test_label_maps_made_on_the_device_give_the_same_masks(first_run, folder, checkpoint, tmp_path):
+    """maps_on_device (the default on a GPU) moves the label maps from the encoders to the model's device; on the
+    CPU here it must write the same masks and COCO file as the encoders' label_map_at (ties to float rounding
+    aside)."""
+    code, out = first_run
+    root, good = folder
+    config = BatchConfig(images=root, checkpoint=checkpoint, out=tmp_path / "out", recursive=True, workers=1,
+                         encoders=1, batch_size=3, maps_on_device=True)
+    report = run_batch(config)
+    assert report.count("ok") == len(good)
+    entries = {e["file"]: e for e in report_of(out)["images"]}
+    device_entries = {e["file"]: e for e in report_of(tmp_path / "out")["images"]}
+    for rel in good:
+        device_mask, encoder_mask = mask_of(tmp_path / "out", device_entries[rel]), mask_of(out, entries[rel])
+        assert device_mask.shape == encoder_mask.shape
+        assert (device_mask == encoder_mask).mean() > 0.999, rel
+    assert_coco_matches_masks(tmp_path / "out", report_of(tmp_path / "out"))
+
+
+def test_cpu_split_between_decoders_and_encoders_follows_where_the_maps_are_made(monkeypatch):
+    import mpae_core.batch.config as batch_config
+
+    monkeypatch.setattr(batch_config, "available_cpus", lambda: 16)
+    on_encoders = BatchConfig(images=".", checkpoint=None, out="o", maps_on_device=False)
+    on_device = BatchConfig(images=".", checkpoint=None, out="o", maps_on_device=True)
+    assert (on_encoders.num_workers, on_encoders.num_encoders) == (5, 8)
+    assert (on_device.num_workers, on_device.num_encoders) == (8, 6)
+    assert BatchConfig(images=".", checkpoint=None, out="o", workers=3, encoders=2).num_encoders == 2
+
+
 def test_coco_decodes_to_the_png_masks(first_run):
     code, out = first_run
     assert_coco_matches_masks(out, report_of(out))

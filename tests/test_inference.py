@@ -107,3 +107,64 @@ def test_graphed_function_is_a_plain_call_off_cuda():
     calls = []
     graphed = GraphedFunction(lambda x: calls.append(x) or x * 2)
     assert torch.equal(graphed(torch.ones(2)), torch.full((2,), 2.0)) and len(calls) == 1
+
+
+# ----- uint8 input normalised on the device, label maps made on the device ---------------------------------------
+def test_uint8_input_is_normalised_exactly_like_preprocess():
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8))
+    pixels = inference.resize_for_model(image, 28)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 28, 28)
+    resized = np.asarray(image.resize((28, 28), Image.BILINEAR), dtype=np.float32) / 255.0  # the reference's steps
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    expected = torch.from_numpy(((resized - mean) / std).transpose(2, 0, 1).copy())
+    assert torch.equal(preprocess(image, 28), expected)
+    assert torch.equal(inference.normalise(pixels), expected)
+
+
+def test_predictor_gives_the_same_logits_for_uint8_and_float_batches():
+    predictor = Predictor(tiny_model(), "cpu")
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(rng.integers(0, 256, size=(30 + i, 40, 3), dtype=np.uint8)) for i in range(3)]
+    as_bytes = predictor.prepare(images)
+    assert as_bytes.dtype == torch.uint8
+    as_floats = torch.stack([preprocess(image, predictor.image_size) for image in images])
+    assert torch.equal(predictor.logits(as_bytes), predictor.logits(as_floats))
+
+
+def _smooth_logits(q: int, seed: int, count: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return F.avg_pool2d(torch.randn(count, q, 16, 16, generator=generator) * 4, 3, 1, 1)
+
+
+@pytest.mark.parametrize("band_bytes", [inference.BAND_BYTES, 9 * 4 * 90 * 5])
+def test_device_label_maps_equal_the_full_upsampling(monkeypatch, band_bytes):
+    monkeypatch.setattr(inference, "BAND_BYTES", band_bytes)  # the small value forces bands of a few rows
+    logits = _smooth_logits(9, 0, count=3)
+    sizes = [(61, 90), (16, 16), (200, 7)]
+    maps = inference.device_label_maps(logits, sizes, inference.channel_lut(9))
+    for one, size, labels in zip(logits, sizes, maps):
+        np.testing.assert_array_equal(labels, inference._labels_and_confidence(one, size)[0])
+
+
+def test_channel_lut_composes_with_a_value_table():
+    lut = inference.channel_lut(4)
+    assert lut.tolist() == [1, 2, 3, 0]  # background, the last channel, is label 0
+    export = np.array([0, 1, 1, 0], dtype=np.uint8)  # labels 1, 2 merged into index 1; slot 2 (label 3) ignored
+    assert inference.channel_lut(4, export).tolist() == [1, 1, 0, 0]
+    logits = _smooth_logits(4, 1)[0]
+    np.testing.assert_array_equal(inference.label_map_at(logits, (50, 70), lut=inference.channel_lut(4, export)),
+                                  export[inference.label_map_at(logits, (50, 70))])
+    np.testing.assert_array_equal(inference.device_label_maps(logits[None], [(50, 70)], inference.channel_lut(4, export))[0],
+                                  export[inference._labels_and_confidence(logits, (50, 70))[0]])
+
+
+def test_predictor_maps_at_sizes_ignores_padding_rows():
+    predictor = Predictor(tiny_model(), "cpu")
+    batch = torch.randint(0, 256, (4, 3, predictor.image_size, predictor.image_size), dtype=torch.uint8)
+    lut = inference.channel_lut(predictor.model.cfg.num_parts + 1)
+    maps = predictor.maps_at_sizes(batch, [(33, 41), (20, 64)], lut)
+    logits = predictor.logits(batch)
+    assert [m.shape for m in maps] == [(33, 41), (20, 64)]
+    for m, one in zip(maps, logits):
+        np.testing.assert_array_equal(m, inference._labels_and_confidence(one, m.shape)[0])

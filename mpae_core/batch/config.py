@@ -39,6 +39,9 @@ class BatchConfig:
     backbone_weights: Path | None = None
     allow_random_backbone: bool = False
     precision: str = "auto"
+    # full-resolution label maps on the model's device (True), in the encoder processes (False), or None: on the
+    # device unless it is the CPU, where the encoders' label_map_at is the faster way
+    maps_on_device: bool | None = None
 
     def __post_init__(self) -> None:
         self.images, self.out = Path(self.images), Path(self.out)
@@ -54,12 +57,19 @@ class BatchConfig:
 
     @property
     def num_workers(self) -> int:
-        """Decoding costs about 2/3 of encoding per image (see benchmarks/bench_batch.py), hence 1/3 vs 1/2."""
-        return self.workers if self.workers is not None else min(8, max(1, available_cpus() // 3))
+        """Per image (benchmarks/bench_batch.py), decoding costs about 2/3 of encoding when the encoders make the
+        label maps, and about 4/3 when the device does: the CPUs are shared in that proportion."""
+        if self.workers is not None:
+            return self.workers
+        cpus = available_cpus()
+        return min(12, max(1, cpus // 2)) if self.maps_on_device else min(8, max(1, cpus // 3))
 
     @property
     def num_encoders(self) -> int:
-        return self.encoders if self.encoders is not None else min(12, max(1, available_cpus() // 2))
+        if self.encoders is not None:
+            return self.encoders
+        cpus = available_cpus()
+        return min(12, max(1, cpus * 3 // 8)) if self.maps_on_device else min(12, max(1, cpus // 2))
 
 
 def available_cpus() -> int:

@@ -7,14 +7,14 @@ from typing import Any, Sequence
 import torch
 
 from ..images import ImageLoadError, load_image
-from ..inference import preprocess
+from ..inference import resize_for_model
 from ..worker_signals import ignore_stop_signals
 from .listing import ImageItem
 
 
 # ----- stage 1: decoding in DataLoader workers ------------------------------------------------------------------------
 class ImageDataset(torch.utils.data.Dataset):
-    """Decodes and preprocesses one image per item; a bad file becomes an error record, never an exception."""
+    """Decodes and resizes one image per item; a bad file becomes an error record, never an exception."""
 
     def __init__(self, items: Sequence[ImageItem], image_size: int) -> None:
         self.items, self.image_size = list(items), image_size
@@ -30,7 +30,7 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             image = load_image(item.path)
             record["size"] = (image.height, image.width)
-            record["pixels"] = preprocess(image, self.image_size)
+            record["pixels"] = resize_for_model(image, self.image_size)  # uint8: normalised on the device
         except ImageLoadError as exc:
             record["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop a run of thousands

@@ -1,6 +1,7 @@
 """Stage 3: encoder processes turn predictions into label maps, palette PNGs and cached COCO RLE."""
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 import sys
@@ -17,7 +18,7 @@ from PIL import Image
 from ..annotation.export import PngMaskWriter, coco_annotations_for
 from ..annotation.parts import PartTable
 from ..annotation.storage import atomic_write_json
-from ..inference import label_map_at
+from ..inference import channel_lut, label_map_at
 from ..worker_signals import ignore_stop_signals
 from .config import CACHE_DIR, ERROR, OK, ImageResult
 
@@ -33,6 +34,11 @@ class Outputs:
     formats: tuple[str, ...]
     png: PngMaskWriter | None = None
 
+    @functools.cached_property
+    def channel_to_export(self) -> np.ndarray:
+        """Model channel → export index, so label maps come out as export indices in one lookup."""
+        return channel_lut(self.table.num_parts + 1, self.table.slot_to_export_index())
+
     def mask_relpath(self, relpath: str) -> str:
         return f"masks/{self.mask_names[relpath]}"
 
@@ -42,22 +48,26 @@ class Outputs:
 
 @dataclass
 class EncodeJob:
-    """One predicted image on its way to an encoder process (logits are small: Q × 16 × 16 floats)."""
+    """One predicted image on its way to an encoder process: its logits (small: Q × 16 × 16 floats), from which the
+    encoder makes the label map, or the export-index map already made on the device."""
 
     index: int
     relpath: str
     size: tuple[int, int]
-    logits: np.ndarray
     seconds: float  # decoding + this image's share of the model call
+    logits: np.ndarray | None = None
+    indices: np.ndarray | None = None
 
 
 def encode_image(outputs: Outputs, job: EncodeJob) -> ImageResult:
-    """Logits → full-resolution label map → export indices → PNG and/or cached RLE; a write failure fails this
-    image only."""
+    """Logits → full-resolution export-index map (unless the device made it) → PNG and/or cached RLE; a write
+    failure fails this image only."""
     start = time.perf_counter()
     relpath = job.relpath
     try:
-        indices = outputs.table.to_export(label_map_at(job.logits, job.size))
+        indices = job.indices
+        if indices is None:
+            indices = label_map_at(job.logits, job.size, lut=outputs.channel_to_export)
         if outputs.png is not None:
             outputs.png.add_indices(relpath, indices)
         if "coco" in outputs.formats:

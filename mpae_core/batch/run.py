@@ -1,6 +1,7 @@
 """Stage 2 and the whole run: the model loop that feeds the encoders, and ``run_batch``."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -8,6 +9,7 @@ from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..annotation.export import PngMaskWriter, unique_mask_relpaths, write_label_files
@@ -52,10 +54,29 @@ def _pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([pixels, pixels.new_zeros((size - pixels.shape[0], *pixels.shape[1:]))])
 
 
+def predict_jobs(predictor: Predictor, pixels: torch.Tensor, good: list[dict], pad_to: int,
+                 maps_lut: np.ndarray | None) -> list[EncodeJob]:
+    """One model call for a batch's readable images → their encode jobs: logits for the encoders to turn into
+    label maps, or (``maps_lut`` given) the export-index maps made on the device."""
+    start = time.perf_counter()
+    padded = _pad(pixels, pad_to)
+    if maps_lut is None:
+        logits = predictor.logits(padded)[: len(good)].numpy()
+        payloads = [{"logits": row} for row in logits]
+    else:
+        maps = predictor.maps_at_sizes(padded, [r["size"] for r in good], maps_lut)
+        payloads = [{"indices": indices} for indices in maps]
+    share = (time.perf_counter() - start) / len(good)
+    return [EncodeJob(r["index"], r["relpath"], r["size"], r["seconds"] + share, **payload)
+            for r, payload in zip(good, payloads)]
+
+
 def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader, encoders: Encoders,
-                       tally: _Tally, max_pending: int, cancel: threading.Event | None) -> bool:
+                       tally: _Tally, max_pending: int, cancel: threading.Event | None,
+                       maps_lut: np.ndarray | None = None) -> bool:
     """The main loop: model calls here, encoding in ``encoders``; returns True when it stopped early (cancel flag
-    or Ctrl-C). At most ``max_pending`` encode jobs wait, which bounds memory."""
+    or Ctrl-C). At most ``max_pending`` encode jobs wait, which bounds memory. ``maps_lut`` (channel → export
+    index) makes the label maps on the model's device."""
     pending: deque[tuple[list[int], Future]] = deque()
     pad_to = loader.batch_size if predictor.device.type == "cuda" else 0
     stopped = False
@@ -77,11 +98,7 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
                 if r["error"] is not None:
                     tally.add(r["index"], ImageResult(r["relpath"], ERROR, r["error"], seconds=r["seconds"]))
             if good:
-                start = time.perf_counter()
-                logits = predictor.logits(_pad(batch["pixels"], pad_to))[: len(good)].numpy()
-                share = (time.perf_counter() - start) / len(good)
-                jobs = [EncodeJob(r["index"], r["relpath"], r["size"], row, r["seconds"] + share)
-                        for r, row in zip(good, logits)]
+                jobs = predict_jobs(predictor, batch["pixels"], good, pad_to, maps_lut)
                 for start in range(0, len(jobs), encoders.chunk):  # spread a batch over the encoders
                     chunk = jobs[start : start + encoders.chunk]
                     pending.append(([job.index for job in chunk], encoders.submit(chunk)))
@@ -143,6 +160,8 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
             predictor = Predictor(model if model is not None else _load_model(config, device), device,
                                   precision=config.precision)
         model = predictor.model
+        if config.maps_on_device is None:
+            config = dataclasses.replace(config, maps_on_device=predictor.device.type != "cpu")
         _check_out(config.out, create=True)
         table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
         fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
@@ -188,8 +207,9 @@ def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine
         try:
             loader = make_loader(todo, predictor.image_size, config.batch_size, config.num_workers,
                                  pin_memory=predictor.device.type == "cuda")
+            maps_lut = outputs.channel_to_export if config.maps_on_device else None
             stopped = predict_and_encode(predictor, loader, encoders, tally, 2 * max(1, config.num_encoders),
-                                         cancel)
+                                         cancel, maps_lut)
         finally:
             encoders.close()
     for item in todo:
