@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "baseline and the full inference use the same engine (default: graphs)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="autocast on CUDA, as the Predictor's option (auto = its default); CPU runs fp32 (default: auto)")
+    p.add_argument("--compile-partformer", action="store_true",
+                   help="torch.compile the PartFormer first (an experiment: does fusing its small kernels bring the "
+                        "overhead under the targets? the app does not compile yet)")
     p.add_argument("--markdown", action="store_true", help="print the table in Markdown instead of plain text")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and inputs (default: 0)")
     args = p.parse_args(argv)
@@ -126,6 +129,8 @@ def bench_size(args: argparse.Namespace, device: torch.device, size: int) -> lis
     cfg = MPAEConfig(image_size=size, num_parts=args.num_parts, backbone=args.backbone)
     backbone = resolve_backbone(cfg.backbone, cfg.image_size, allow_random=True, **cfg.backbone_kwargs)
     model = MPAE(cfg, backbone).to(device).eval()
+    if args.compile_partformer:
+        model.partformer = torch.compile(model.partformer, dynamic=False)  # compiled in the graphs' warm-up runs
     graphs = args.engine == "graphs"
     predictor = Predictor(model, device, precision=args.precision, cuda_graphs=graphs)  # the app's path
     amp = autocast_dtype(device, args.precision)
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     amp = autocast_dtype(device, args.precision)
     print(f"MPAE inference benchmark: {args.backbone} (random weights), K={args.num_parts}")
-    print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}, engine: {args.engine if device.type == 'cuda' else 'eager'}; torch {torch.__version__}, "
+    print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}, engine: {args.engine if device.type == 'cuda' else 'eager'}{', PartFormer compiled' if args.compile_partformer else ''}; torch {torch.__version__}, "
           f"timm {timm.__version__}, threads: {torch.get_num_threads()}")
     load = f"; load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s), the four cases interleaved{load}\n")

@@ -102,23 +102,37 @@ def device_label_maps(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], lu
 
     ``logits`` [B, Q, h, w] (any device), ``sizes`` each image's (H, W), ``lut`` channel → value
     (:func:`channel_lut`). The labels are the argmax of the full bilinear upsampling, as ``_labels_and_confidence``;
-    on a GPU this takes the per-pixel work of the batch pipeline off the CPU, which then only encodes.
+    on a GPU this takes the per-pixel work of the batch pipeline off the CPU, which then only encodes. Images of
+    one size (a camera's photos) are upsampled together, so a batch costs a few kernels, not a few per image.
     """
     device = logits.device
     table = torch.as_tensor(lut, device=device)
-    out = torch.empty(sum(h * w for h, w in sizes), dtype=table.dtype, device=device)
-    offset = 0
-    for image_logits, (height, width) in zip(logits, sizes):
-        view = out[offset : offset + height * width].view(height, width)
-        for start, band in upsampled_bands(image_logits, (height, width)):
-            view[start : start + band.shape[1]] = table[band.argmax(dim=0)]
-        offset += height * width
+    offsets = np.concatenate(([0], np.cumsum([h * w for h, w in sizes])))
+    out = torch.empty(int(offsets[-1]), dtype=table.dtype, device=device)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault((int(size[0]), int(size[1])), []).append(i)
+    for (height, width), members in groups.items():
+        for start, labels in _grouped_label_bands(logits[members], (height, width), table):
+            rows = labels.shape[1]
+            for j, i in enumerate(members):
+                first = int(offsets[i]) + start * width
+                out[first : first + rows * width] = labels[j].reshape(-1)
     host = out.cpu().numpy()
-    maps, offset = [], 0
-    for height, width in sizes:
-        maps.append(host[offset : offset + height * width].reshape(height, width))
-        offset += height * width
-    return maps
+    return [host[offsets[i] : offsets[i + 1]].reshape(size) for i, size in enumerate(sizes)]
+
+
+def _grouped_label_bands(logits: torch.Tensor, size: tuple[int, int],
+                         table: torch.Tensor) -> Iterable[tuple[int, torch.Tensor]]:
+    """(first row, [b, rows, W] values) bands of ``table[argmax]`` over the bilinear upsampling of [b, Q, h, w]."""
+    height, width = size
+    b, q, h, w = logits.shape
+    columns = torch.einsum("bqhw,xw->bqhx", logits.float(), _bilinear_on(width, w, logits.device))
+    row_weights = _bilinear_on(height, h, logits.device)
+    band = max(1, BAND_BYTES // (4 * b * q * max(width, 1)))
+    for start in range(0, height, band):
+        upsampled = torch.einsum("rh,bqhx->bqrx", row_weights[start : start + band], columns)
+        yield start, table[upsampled.argmax(dim=1)]
 
 
 @dataclass

@@ -140,8 +140,8 @@ def _smooth_logits(q: int, seed: int, count: int = 1) -> torch.Tensor:
 @pytest.mark.parametrize("band_bytes", [inference.BAND_BYTES, 9 * 4 * 90 * 5])
 def test_device_label_maps_equal_the_full_upsampling(monkeypatch, band_bytes):
     monkeypatch.setattr(inference, "BAND_BYTES", band_bytes)  # the small value forces bands of a few rows
-    logits = _smooth_logits(9, 0, count=3)
-    sizes = [(61, 90), (16, 16), (200, 7)]
+    logits = _smooth_logits(9, 0, count=4)
+    sizes = [(61, 90), (16, 16), (200, 7), (61, 90)]  # the two of one size are upsampled together
     maps = inference.device_label_maps(logits, sizes, inference.channel_lut(9))
     for one, size, labels in zip(logits, sizes, maps):
         np.testing.assert_array_equal(labels, inference._labels_and_confidence(one, size)[0])

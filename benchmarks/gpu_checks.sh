@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU measurements still open in issues 2 (inference overhead) and 4 (batch pipeline), as one prepared run of
+# about 8 minutes on an H100. Needs the project's dependencies importable (PYTHONPATH=checkout is enough where
+# torch, timm, safetensors, pillow and pycocotools are installed). Each step's output also goes to $OUT when set.
+#
+#     bash benchmarks/gpu_checks.sh            # everything
+#     STEPS="tests batch" bash benchmarks/gpu_checks.sh
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-/tmp/mpae-gpu-checks}
+STEPS=${STEPS:-"tests inference inference-compiled batch batch-encoders"}
+mkdir -p "$OUT"
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep going when one fails
+    local name=$1 limit=$2
+    shift 2
+    case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
+    echo "### $name: $*"
+    timeout "$limit" "$@" 2>&1 | grep -v "RANDOM weights" | tee "$OUT/$name.txt"
+    echo "### $name: exit ${PIPESTATUS[0]}"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.cuda.is_available())"
+step tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py
+step inference 120 "$PY" benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 1 8 --repeats 20 \
+    --warmup 5 --markdown
+step inference-compiled 180 "$PY" benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 1 8 \
+    --repeats 20 --warmup 5 --markdown --compile-partformer
+step batch 120 "$PY" benchmarks/bench_batch.py --device cuda --maps device --markdown
+step batch-encoders 90 "$PY" benchmarks/bench_batch.py --device cuda --maps encoders --repeats 1 --markdown
