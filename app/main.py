@@ -130,10 +130,11 @@ def _add_batch_parser(commands) -> None:
     batch.add_argument("--recursive", action="store_true", help="include images in subfolders")
     batch.add_argument("--overwrite", action="store_true", help="redo images that an earlier run finished")
     batch.add_argument("--workers", type=int, default=None,
-                       help="image decoding processes (default: a third of the CPUs; 0 decodes in the main process)")
+                       help="image decoding processes (default: a third of the CPUs, half on a GPU; 0 decodes in the "
+                            "main process)")
     batch.add_argument("--encoders", type=int, default=None,
-                       help="label map, PNG and RLE processes (default: half the CPUs; 0 = one thread of the main "
-                            "process)")
+                       help="PNG and RLE processes, which also make the label maps unless a GPU does (default: "
+                            "half the CPUs, 3/8 on a GPU; 0 = one thread of the main process)")
     batch.add_argument("--backbone-weights", help="local DINOv2 weights file, if the checkpoint does not embed them")
     batch.add_argument("--allow-random-backbone", action="store_true",
                        help="use a random backbone when no weights are found (for testing only)")

@@ -4,11 +4,13 @@ A package of one job per module (``config``, ``listing``, ``decode``, ``encode``
 ``run``). Qt-free so the CLI (``mpae-annotate batch``) and, later, the desktop app share it. The work overlaps in three
 stages, so decoding and encoding hide behind the model instead of adding to it:
 
-1. a torch DataLoader with worker processes decodes (:func:`load_image`, EXIF applied) and preprocesses each image;
-   a file that cannot be read comes back as an error record and the run goes on;
-2. the calling thread runs the model on whole batches (:meth:`Predictor.logits`);
-3. encoder processes turn each image's logits into its full-resolution label map (:func:`label_map_at`), the
-   export indices (:meth:`PartTable.to_export`), the palette PNG and the COCO RLE annotations. Processes, not
+1. a torch DataLoader with worker processes decodes (:func:`load_image`, EXIF applied) and resizes each image to
+   the model's uint8 input (normalised later, on the device); a file that cannot be read comes back as an error
+   record and the run goes on;
+2. the calling thread runs the model on whole batches; on a GPU it also makes each image's full-resolution
+   export-index map there (:meth:`Predictor.maps_at_sizes`), on the CPU it hands the small logits on;
+3. encoder processes write the palette PNG and the COCO RLE annotations, first making the label map from the
+   logits (:func:`label_map_at`, export indices through one lookup) when the device did not. Processes, not
    threads: these steps hold the GIL for much of their time; on a 16-core H100 machine threads of one process
    capped the pipeline at 190 images/s, processes reached 340 (825 once started).
 
