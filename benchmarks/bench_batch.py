@@ -48,6 +48,7 @@ from mpae_core.devices import resolve_device  # noqa: E402
 from mpae_core.images import load_image  # noqa: E402
 from mpae_core.inference import Predictor, channel_lut, label_map_at, resize_for_model  # noqa: E402
 from mpae_core.model import MPAE  # noqa: E402
+from mpae_core.resize import resize_like_pillow  # noqa: E402
 
 TARGET = 90.0  # pipeline images/s as % of inference alone
 WIDTH, HEIGHT = 640, 480
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="label map + PNG + RLE processes (default: the pipeline's, half the CPUs; 0 = one thread)")
     p.add_argument("--maps", choices=("auto", "device", "encoders"), default="auto",
                    help="where the full-resolution label maps are made (default: auto = device unless CPU)")
+    p.add_argument("--resize", choices=("auto", "device", "workers"), default="auto",
+                   help="where images are resized to the model input (default: auto = device unless CPU)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each; the median is reported (default: 3)")
     p.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     p.add_argument("--seed", type=int, default=0)
@@ -163,6 +166,31 @@ def stage_costs(predictor: Predictor, paths: list[Path], table: PartTable, scrat
     return {k: 1e3 * statistics.median(v) for k, v in costs.items() if v}
 
 
+def device_costs(predictor: Predictor, paths: list[Path], batch_size: int, repeats: int = 5) -> dict[str, float]:
+    """Milliseconds per image of the work the device can take over, on a batch of ``batch_size`` images of one
+    size: the exact-Pillow resize from full size, and the full-resolution label maps (copied back)."""
+    device = predictor.device
+    images = [load_image(p) for p in paths[:batch_size]]
+    full = torch.stack([torch.from_numpy(np.array(im)) for im in images]).to(device).permute(0, 3, 1, 2)
+    sizes = [(im.height, im.width) for im in images]
+    lut = channel_lut(predictor.model.cfg.num_parts + 1)
+    pixels = predictor.prepare(images)
+    timings: dict[str, list[float]] = {"resize on the device (exact Pillow)": [], "label maps on the device": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        synchronize(device)
+        t0 = time.perf_counter()
+        resize_like_pillow(full, (predictor.image_size, predictor.image_size))
+        synchronize(device)
+        t1 = time.perf_counter()
+        predictor.maps_at_sizes(pixels, sizes, lut)  # includes one model call, subtracted below
+        t2 = time.perf_counter()
+        predictor.logits(pixels)
+        t3 = time.perf_counter()
+        timings["resize on the device (exact Pillow)"].append(t1 - t0)
+        timings["label maps on the device"].append(max(0.0, (t2 - t1) - (t3 - t2)))
+    return {k: 1e3 * statistics.median(v[1:]) / len(images) for k, v in timings.items()}
+
+
 def table(rows: list[list[str]], header: list[str], markdown: bool) -> str:
     return _table.format_table(header, rows, markdown=markdown, text_column=0)
 
@@ -178,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     maps_on_device = {"auto": None, "device": True, "encoders": False}[args.maps]
     if maps_on_device is None:
         maps_on_device = device.type != "cpu"
+    resize_on_device = {"auto": device.type != "cpu", "device": True, "workers": False}[args.resize]
     config_kw = dict(batch_size=args.batch_size, workers=args.workers, encoders=args.encoders,
-                     overwrite=True, allow_random_backbone=True, maps_on_device=maps_on_device)
+                     overwrite=True, allow_random_backbone=True, maps_on_device=maps_on_device,
+                     resize_on_device=resize_on_device)
     with tempfile.TemporaryDirectory(prefix="mpae-bench-batch-") as tmp:
         folder, out = Path(tmp, "images"), Path(tmp, "out")
         folder.mkdir()
@@ -195,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.images} JPEGs {WIDTH}x{HEIGHT}")
         device_text = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
         print(f"device: {device} ({device_text}), batch {args.batch_size}, workers {config.num_workers}, encoder "
-              f"processes {config.num_encoders}, label maps on the {'device' if maps_on_device else 'encoders'}, torch threads {torch.get_num_threads()}; torch "
+              f"processes {config.num_encoders}, label maps on the {'device' if maps_on_device else 'encoders'}, resize on the {'device' if resize_on_device else 'workers'}, torch threads {torch.get_num_threads()}; torch "
               f"{torch.__version__}, timm {timm.__version__}; median of {args.repeats} alternating run(s) after one "
               "warm-up\n")
 
@@ -204,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         infer_s, pipe_s, half_s, failed = measure(predictor, batches, config, half, args.repeats)
         costs = stage_costs(predictor, paths, PartTable.default(args.num_parts), Path(tmp))
+        on_device = device_costs(predictor, paths, args.batch_size)
 
     n = args.images
     marginal = (n - n // 2) / (pipe_s - half_s) if pipe_s > half_s else None
@@ -217,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     stage_rows = [[k, f"{v:.2f}"] for k, v in costs.items()]
     stage_rows.append(["model (per image, this run)", f"{1e3 * infer_s / n:.2f}"])
     print(table(stage_rows, ["CPU stage, one thread", "ms/image"], args.markdown) + "\n")
-    decode = costs["decode + EXIF"] + costs["resize (uint8)"]
+    device_rows = [[k, f"{v:.3f}"] for k, v in on_device.items()]
+    print(table(device_rows, [f"device work, batch of {args.batch_size} ({device.type})", "ms/image"],
+                args.markdown) + "\n")
+    decode = costs["decode + EXIF"] + (0.0 if resize_on_device else costs["resize (uint8)"])
     encode = costs["palette PNG"] + costs["COCO RLE (coco_annotations_for)"]
     if not maps_on_device:
         encode += costs["label map (label_map_at)"]

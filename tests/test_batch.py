@@ -239,15 +239,59 @@ def test_label_maps_made_on_the_device_give_the_same_masks(first_run, folder, ch
     assert_coco_matches_masks(tmp_path / "out", report_of(tmp_path / "out"))
 
 
+def test_images_resized_on_the_device_give_identical_masks(first_run, folder, checkpoint, tmp_path, monkeypatch):
+    """resize_on_device ships decoded images at full size and resizes them where the model runs, with Pillow's
+    exact arithmetic: the masks must equal the CPU path's bit for bit. A low size limit makes the larger images
+    take the worker-resize path, so batches mix both."""
+    import mpae_core.batch.decode as decode
+
+    monkeypatch.setattr(decode, "FULL_SIZE_MAX_PIXELS", 2000)  # a.jpg (40x56) and wide.jpg (20x90) are over it
+    code, out = first_run
+    root, good = folder
+    config = BatchConfig(images=root, checkpoint=checkpoint, out=tmp_path / "out", recursive=True, workers=2,
+                         encoders=1, batch_size=3, maps_on_device=False, resize_on_device=True)
+    report = run_batch(config)
+    assert report.count("ok") == len(good)
+    entries = {e["file"]: e for e in report_of(out)["images"]}
+    device_entries = {e["file"]: e for e in report_of(tmp_path / "out")["images"]}
+    for rel in good:
+        np.testing.assert_array_equal(mask_of(tmp_path / "out", device_entries[rel]), mask_of(out, entries[rel]),
+                                      err_msg=rel)
+
+
+def test_model_input_resizes_full_size_images_like_the_workers():
+    from mpae_core.batch.decode import collate, model_input
+    from mpae_core.inference import resize_for_model
+
+    rng = np.random.default_rng(5)
+    images = [_noise(rng, 30, 40), _noise(rng, 50, 20), _noise(rng, 30, 40), _noise(rng, 33, 33)]
+    records = []
+    for i, image in enumerate(images):
+        full = i != 1  # one image resized "in the worker", three at full size (two of one size)
+        pixels = torch.from_numpy(np.array(image)) if full else resize_for_model(image, 28)
+        records.append({"index": i, "relpath": f"{i}.png", "pixels": pixels, "resized": not full, "error": None,
+                        "size": (image.height, image.width)})
+    records.insert(2, {"index": 9, "relpath": "bad.png", "pixels": None, "error": "broken", "size": None})
+    batch = collate(records)
+    good = [r for r in batch["records"] if r["error"] is None]
+    expected = torch.stack([resize_for_model(image, 28) for image in images])
+    assert torch.equal(model_input(batch, good, 28, torch.device("cpu")), expected)
+
+
 def test_cpu_split_between_decoders_and_encoders_follows_where_the_maps_are_made(monkeypatch):
     import mpae_core.batch.config as batch_config
 
     monkeypatch.setattr(batch_config, "available_cpus", lambda: 16)
-    on_encoders = BatchConfig(images=".", checkpoint=None, out="o", maps_on_device=False)
-    on_device = BatchConfig(images=".", checkpoint=None, out="o", maps_on_device=True)
-    assert (on_encoders.num_workers, on_encoders.num_encoders) == (5, 8)
-    assert (on_device.num_workers, on_device.num_encoders) == (8, 6)
-    assert BatchConfig(images=".", checkpoint=None, out="o", workers=3, encoders=2).num_encoders == 2
+    def split(**placement) -> tuple[int, int]:
+        config = BatchConfig(images=".", checkpoint=None, out="o", **placement)
+        return config.num_workers, config.num_encoders
+
+    assert split(maps_on_device=False, resize_on_device=False) == (6, 9)  # CPU-only work: 4.5 vs 7.7 ms per image
+    assert split(maps_on_device=True, resize_on_device=False) == (9, 6)  # the device makes the label maps
+    assert split(maps_on_device=True, resize_on_device=True) == (6, 9)  # ... and resizes the images
+    assert split(workers=3, encoders=2) == (3, 2)
+    monkeypatch.setattr(batch_config, "available_cpus", lambda: 2)
+    assert split() == (1, 1)
 
 
 def test_coco_decodes_to_the_png_masks(first_run):

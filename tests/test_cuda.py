@@ -41,3 +41,15 @@ def test_maps_at_sizes_on_cuda_match_the_cpu_predictor():
     gpu_maps = Predictor(model, "cuda", precision="fp32").maps_at_sizes(batch, sizes, lut)
     for gpu, cpu in zip(gpu_maps, cpu_maps):
         assert (gpu == cpu).mean() > 0.999
+
+
+def test_resize_on_cuda_equals_pillow():
+    from PIL import Image
+
+    from mpae_core.resize import resize_like_pillow
+
+    pixels = np.random.default_rng(1).integers(0, 256, size=(4, 480, 640, 3), dtype=np.uint8)
+    ours = resize_like_pillow(torch.from_numpy(pixels).cuda().permute(0, 3, 1, 2), (224, 224)).cpu()
+    for image, resized in zip(pixels, ours):
+        expected = np.asarray(Image.fromarray(image).resize((224, 224), Image.BILINEAR))
+        np.testing.assert_array_equal(resized.permute(1, 2, 0).numpy(), expected)

@@ -42,6 +42,9 @@ class BatchConfig:
     # full-resolution label maps on the model's device (True), in the encoder processes (False), or None: on the
     # device unless it is the CPU, where the encoders' label_map_at is the faster way
     maps_on_device: bool | None = None
+    # resize images to the model's input on its device (decoding processes then only decode), or in the decoding
+    # processes; None: on the device unless it is the CPU. Same pixels either way (mpae_core.resize).
+    resize_on_device: bool | None = None
 
     def __post_init__(self) -> None:
         self.images, self.out = Path(self.images), Path(self.out)
@@ -57,19 +60,30 @@ class BatchConfig:
 
     @property
     def num_workers(self) -> int:
-        """Per image (benchmarks/bench_batch.py), decoding costs about 2/3 of encoding when the encoders make the
-        label maps, and about 4/3 when the device does: the CPUs are shared in that proportion."""
         if self.workers is not None:
             return self.workers
-        cpus = available_cpus()
-        return min(12, max(1, cpus // 2)) if self.maps_on_device else min(8, max(1, cpus // 3))
+        return self._cpu_split()[0]
 
     @property
     def num_encoders(self) -> int:
         if self.encoders is not None:
             return self.encoders
-        cpus = available_cpus()
-        return min(12, max(1, cpus * 3 // 8)) if self.maps_on_device else min(12, max(1, cpus // 2))
+        return self._cpu_split()[1]
+
+    def _cpu_split(self) -> tuple[int, int]:
+        """(decoding, encoding) processes sharing the CPUs but one (the model loop's) in proportion to each
+        stage's CPU time per image, which depends on what the device takes over."""
+        decode = STAGE_MS["decode"] + (0.0 if self.resize_on_device else STAGE_MS["resize"])
+        encode = STAGE_MS["encode"] + (0.0 if self.maps_on_device else STAGE_MS["label map"])
+        cpus = max(1, available_cpus() - 1)
+        workers = max(1, round(cpus * decode / (decode + encode)))
+        return min(MAX_WORKERS, workers), min(MAX_ENCODERS, max(1, cpus - workers))
+
+
+# CPU milliseconds per 640x480 JPEG on one core (benchmarks/bench_batch.py, second table): decoding + EXIF, the
+# PIL resize, PNG + RLE, and the label map that the encoders make unless the device does
+STAGE_MS = {"decode": 2.2, "resize": 2.3, "encode": 3.3, "label map": 4.4}
+MAX_WORKERS, MAX_ENCODERS = 12, 16
 
 
 def available_cpus() -> int:

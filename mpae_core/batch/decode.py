@@ -1,23 +1,32 @@
-"""Stage 1: DataLoader workers decode and resize each image; a bad file becomes an error record."""
+"""Stage 1: DataLoader workers decode and resize each image; a bad file becomes an error record.
+
+With ``resize_on_device`` the workers only decode, and ship images of up to FULL_SIZE_MAX_PIXELS at full size for
+the model's device to resize (:func:`model_input`, exactly Pillow's arithmetic, so the same input pixels); larger
+ones are still resized in the worker, which bounds the shared memory a batch in flight holds.
+"""
 from __future__ import annotations
 
 import time
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ..images import ImageLoadError, load_image
 from ..inference import resize_for_model
+from ..resize import resize_like_pillow
 from ..worker_signals import ignore_stop_signals
 from .listing import ImageItem
+
+FULL_SIZE_MAX_PIXELS = 4_000_000  # 12 MB of RGB; a 24 MP photo would hold 72 MB of shared memory per image
 
 
 # ----- stage 1: decoding in DataLoader workers ------------------------------------------------------------------------
 class ImageDataset(torch.utils.data.Dataset):
     """Decodes and resizes one image per item; a bad file becomes an error record, never an exception."""
 
-    def __init__(self, items: Sequence[ImageItem], image_size: int) -> None:
-        self.items, self.image_size = list(items), image_size
+    def __init__(self, items: Sequence[ImageItem], image_size: int, resize_on_device: bool = False) -> None:
+        self.items, self.image_size, self.resize_on_device = list(items), image_size, resize_on_device
 
     def __len__(self) -> int:
         return len(self.items)
@@ -30,7 +39,11 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             image = load_image(item.path)
             record["size"] = (image.height, image.width)
-            record["pixels"] = resize_for_model(image, self.image_size)  # uint8: normalised on the device
+            record["resized"] = not (self.resize_on_device and image.width * image.height <= FULL_SIZE_MAX_PIXELS)
+            if record["resized"]:
+                record["pixels"] = resize_for_model(image, self.image_size)  # uint8: normalised on the device
+            else:  # [H, W, 3] uint8, resized by model_input
+                record["pixels"] = torch.from_numpy(np.array(image.convert("RGB")))
         except ImageLoadError as exc:
             record["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop a run of thousands
@@ -40,18 +53,42 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def collate(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the good images into one tensor (in the worker, off the model's thread); keep the rest as records."""
+    """Stack the resized good images into one tensor (in the worker, off the model's thread), list the full-size
+    ones, keep the rest as records."""
     good = [r for r in records if r["error"] is None]
-    pixels = torch.stack([r.pop("pixels") for r in good]) if good else torch.empty(0)
+    resized = [r["pixels"] for r in good if r["resized"]]
+    full = [r["pixels"] for r in good if not r["resized"]]
     for r in records:
         r.pop("pixels", None)
-    return {"pixels": pixels, "records": records}
+    return {"pixels": torch.stack(resized) if resized else torch.empty(0, dtype=torch.uint8), "full": full,
+            "records": records}
+
+
+def model_input(batch: dict[str, Any], good: list[dict[str, Any]], image_size: int,
+                device: torch.device) -> torch.Tensor:
+    """[n, 3, S, S] uint8 model input of a batch's readable images, in ``good`` order; full-size images are
+    resized on ``device``, several of one size at once."""
+    if not batch["full"]:
+        return batch["pixels"]
+    out = torch.empty((len(good), 3, image_size, image_size), dtype=torch.uint8, device=device)
+    resized_rows = [i for i, r in enumerate(good) if r["resized"]]
+    if resized_rows:
+        out[resized_rows] = batch["pixels"].to(device, non_blocking=True)
+    groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    full_rows = (i for i, r in enumerate(good) if not r["resized"])
+    for row, pixels in zip(full_rows, batch["full"]):
+        groups.setdefault(tuple(pixels.shape), []).append((row, pixels))
+    for members in groups.values():
+        stacked = torch.stack([pixels.to(device, non_blocking=True) for _, pixels in members])
+        out[[row for row, _ in members]] = resize_like_pillow(stacked.permute(0, 3, 1, 2), (image_size, image_size))
+    return out
 
 
 def make_loader(items: Sequence[ImageItem], image_size: int, batch_size: int, workers: int,
-                pin_memory: bool) -> torch.utils.data.DataLoader:
+                pin_memory: bool, resize_on_device: bool = False) -> torch.utils.data.DataLoader:
     extra = {"prefetch_factor": 4} if workers > 0 else {}
-    return torch.utils.data.DataLoader(ImageDataset(items, image_size), batch_size=batch_size, shuffle=False,
+    dataset = ImageDataset(items, image_size, resize_on_device)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                        num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
                                        worker_init_fn=ignore_stop_signals, **extra)
 

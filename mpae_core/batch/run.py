@@ -16,9 +16,10 @@ from ..annotation.export import PngMaskWriter, unique_mask_relpaths, write_label
 from ..annotation.parts import PartTable
 from ..checkpoint import load_checkpoint
 from ..inference import Predictor
+from ..resize import matches_installed_pillow
 from .config import (CACHE_DIR, CANCELLED, ERROR, OK, SKIPPED, BatchConfig, BatchProgress, BatchReport,
                      BatchUsageError, ImageResult, ProgressCallback)
-from .decode import make_loader
+from .decode import make_loader, model_input
 from .encode import EncodeJob, Encoders, Outputs
 from .listing import ImageItem, collect_images
 from .report import (checkpoint_fingerprint, describe_device, is_finished, previous_statuses, report_dict, write_coco,
@@ -54,12 +55,12 @@ def _pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([pixels, pixels.new_zeros((size - pixels.shape[0], *pixels.shape[1:]))])
 
 
-def predict_jobs(predictor: Predictor, pixels: torch.Tensor, good: list[dict], pad_to: int,
+def predict_jobs(predictor: Predictor, batch: dict, good: list[dict], pad_to: int,
                  maps_lut: np.ndarray | None) -> list[EncodeJob]:
     """One model call for a batch's readable images → their encode jobs: logits for the encoders to turn into
     label maps, or (``maps_lut`` given) the export-index maps made on the device."""
     start = time.perf_counter()
-    padded = _pad(pixels, pad_to)
+    padded = _pad(model_input(batch, good, predictor.image_size, predictor.device), pad_to)
     if maps_lut is None:
         logits = predictor.logits(padded)[: len(good)].numpy()
         payloads = [{"logits": row} for row in logits]
@@ -98,7 +99,7 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
                 if r["error"] is not None:
                     tally.add(r["index"], ImageResult(r["relpath"], ERROR, r["error"], seconds=r["seconds"]))
             if good:
-                jobs = predict_jobs(predictor, batch["pixels"], good, pad_to, maps_lut)
+                jobs = predict_jobs(predictor, batch, good, pad_to, maps_lut)
                 for start in range(0, len(jobs), encoders.chunk):  # spread a batch over the encoders
                     chunk = jobs[start : start + encoders.chunk]
                     pending.append(([job.index for job in chunk], encoders.submit(chunk)))
@@ -117,6 +118,18 @@ def _load_model(config: BatchConfig, device: torch.device):
         raise BatchUsageError("No checkpoint given; pass --checkpoint.")
     return load_checkpoint(config.checkpoint, backbone_weights=config.backbone_weights,
                            allow_random_backbone=config.allow_random_backbone, device=device)
+
+
+def _resolve_placement(config: BatchConfig, device: torch.device) -> BatchConfig:
+    """Decide where label maps are made and images resized: off the CPU's workers whenever the model runs
+    elsewhere, unless told; device resizing also needs this Pillow's arithmetic reproduced exactly."""
+    off_cpu = device.type != "cpu"
+    maps = off_cpu if config.maps_on_device is None else config.maps_on_device
+    resize = off_cpu if config.resize_on_device is None else config.resize_on_device
+    if resize and not matches_installed_pillow():
+        logger.warning("Resizing images in the decoding processes: this Pillow cannot be reproduced on the device.")
+        resize = False
+    return dataclasses.replace(config, maps_on_device=maps, resize_on_device=resize)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -160,8 +173,7 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
             predictor = Predictor(model if model is not None else _load_model(config, device), device,
                                   precision=config.precision)
         model = predictor.model
-        if config.maps_on_device is None:
-            config = dataclasses.replace(config, maps_on_device=predictor.device.type != "cpu")
+        config = _resolve_placement(config, predictor.device)
         _check_out(config.out, create=True)
         table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
         fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
@@ -206,7 +218,7 @@ def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine
         encoders = Encoders(outputs, config.num_encoders, config.batch_size)  # forked before the loader's threads
         try:
             loader = make_loader(todo, predictor.image_size, config.batch_size, config.num_workers,
-                                 pin_memory=predictor.device.type == "cuda")
+                                 pin_memory=predictor.device.type == "cuda", resize_on_device=config.resize_on_device)
             maps_lut = outputs.channel_to_export if config.maps_on_device else None
             stopped = predict_and_encode(predictor, loader, encoders, tally, 2 * max(1, config.num_encoders),
                                          cancel, maps_lut)
