@@ -5,7 +5,8 @@ A package of one job per module (``config``, ``listing``, ``decode``, ``encode``
 stages, so decoding and encoding hide behind the model instead of adding to it:
 
 1. a torch DataLoader with worker processes decodes (:func:`load_image`, EXIF applied) and resizes each image to
-   the model's uint8 input (normalised later, on the device); a file that cannot be read comes back as an error
+   the model's uint8 input (normalised later, on the device); on a GPU the workers only decode and the device
+   resizes, with the same arithmetic (:mod:`mpae_core.resize`); a file that cannot be read comes back as an error
    record and the run goes on;
 2. the calling thread runs the model on whole batches; on a GPU it also makes each image's full-resolution
    export-index map there (:meth:`Predictor.maps_at_sizes`), on the CPU it hands the small logits on;
