@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.images} JPEGs {WIDTH}x{HEIGHT}")
         device_text = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
         print(f"device: {device} ({device_text}), batch {args.batch_size}, workers {config.num_workers}, encoder "
-              f"processes {config.num_encoders}, label maps on the {'device' if maps_on_device else 'encoders'}, resize on the {'device' if resize_on_device else 'workers'}, torch threads {torch.get_num_threads()}; torch "
+              f"processes {config.num_encoders}, label maps on the {'device' if maps_on_device else 'encoders'}, "
+              f"resize on the {'device' if resize_on_device else 'workers'}, torch threads "
+              f"{torch.get_num_threads()}; torch "
               f"{torch.__version__}, timm {timm.__version__}; median of {args.repeats} alternating run(s) after one "
               "warm-up\n")
 

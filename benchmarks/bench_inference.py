@@ -189,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     amp = autocast_dtype(device, args.precision)
     print(f"MPAE inference benchmark: {args.backbone} (random weights), K={args.num_parts}")
-    print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}, engine: {args.engine if device.type == 'cuda' else 'eager'}{', PartFormer compiled' if args.compile_partformer else ''}; torch {torch.__version__}, "
-          f"timm {timm.__version__}, threads: {torch.get_num_threads()}")
+    engine = args.engine if device.type == "cuda" else "eager"
+    compiled = ", PartFormer compiled" if args.compile_partformer else ""
+    print(f"device: {device} ({device_name(device)}), autocast: {amp or 'off'}, engine: {engine}{compiled}; "
+          f"torch {torch.__version__}, timm {timm.__version__}, threads: {torch.get_num_threads()}")
     load = f"; load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"median of {args.repeats} run(s) after {args.warmup} warm-up run(s), the four cases interleaved{load}\n")
     rows = [row for size in args.sizes for row in bench_size(args, device, size)]

@@ -155,8 +155,8 @@ def test_channel_lut_composes_with_a_value_table():
     logits = _smooth_logits(4, 1)[0]
     np.testing.assert_array_equal(inference.label_map_at(logits, (50, 70), lut=inference.channel_lut(4, export)),
                                   export[inference.label_map_at(logits, (50, 70))])
-    np.testing.assert_array_equal(inference.device_label_maps(logits[None], [(50, 70)], inference.channel_lut(4, export))[0],
-                                  export[inference._labels_and_confidence(logits, (50, 70))[0]])
+    on_device = inference.device_label_maps(logits[None], [(50, 70)], inference.channel_lut(4, export))[0]
+    np.testing.assert_array_equal(on_device, export[inference._labels_and_confidence(logits, (50, 70))[0]])
 
 
 def test_predictor_maps_at_sizes_ignores_padding_rows():

@@ -1,4 +1,4 @@
-"""Batch settings, result records and the report of a run: what the CLI, the app and the benchmark pass in and get back."""
+"""Batch settings, result records and a run's report: what the CLI, the app and the benchmark pass in and get."""
 from __future__ import annotations
 
 import os
