@@ -13,6 +13,13 @@ from mpae_core.inference import Predictor
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.fixture(autouse=True)
+def exact_fp32(monkeypatch):
+    """No TF32 (cuDNN's default for fp32 convolutions): these tests compare the GPU with the CPU."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 def test_device_label_maps_on_cuda_match_the_cpu():
     generator = torch.Generator().manual_seed(0)
     logits = torch.nn.functional.avg_pool2d(torch.randn(3, 17, 16, 16, generator=generator) * 4, 3, 1, 1)
@@ -29,7 +36,7 @@ def test_uint8_batches_on_cuda_give_the_float_batches_logits():
     predictor = Predictor(tiny_model(), "cuda", precision="fp32")
     batch = torch.randint(0, 256, (4, 3, predictor.image_size, predictor.image_size), dtype=torch.uint8)
     floats = inference.normalise(batch)
-    torch.testing.assert_close(predictor.logits(batch), predictor.logits(floats), rtol=0, atol=1e-5)
+    torch.testing.assert_close(predictor.logits(batch), predictor.logits(floats), rtol=1e-5, atol=1e-5)
 
 
 def test_maps_at_sizes_on_cuda_match_the_cpu_predictor():
