@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU measurements still open in issues 2 (inference overhead) and 4 (batch pipeline), as one prepared run of
-# about 8 minutes on an H100. Needs the project's dependencies importable (PYTHONPATH=checkout is enough where
-# torch, timm, safetensors, pillow and pycocotools are installed). Each step's output also goes to $OUT when set.
+# at most 9 minutes on an H100 (the step limits add up to 540 s; a device call may run 600 s). Needs the project's
+# dependencies importable (the checkout goes on PYTHONPATH; torch, timm, safetensors, pillow and pycocotools must be
+# installed). Each step's output is also written to $OUT/<step>.txt.
 #
 #     bash benchmarks/gpu_checks.sh            # everything
 #     STEPS="tests batch" bash benchmarks/gpu_checks.sh
@@ -24,12 +25,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep going when
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.cuda.is_available())"
-step tests 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py tests/test_resize.py
-step inference 120 "$PY" benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 1 8 --repeats 20 \
+step tests 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py tests/test_resize.py
+step inference 90 "$PY" benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 1 8 --repeats 20 \
     --warmup 5 --markdown
-step inference-compiled 180 "$PY" benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 1 8 \
-    --repeats 20 --warmup 5 --markdown --compile-partformer
-step batch 120 "$PY" benchmarks/bench_batch.py --device cuda --markdown  # maps and resize on the GPU
-step batch-maps-only 90 "$PY" benchmarks/bench_batch.py --device cuda --resize workers --repeats 1 --markdown
-step batch-cpu-only 90 "$PY" benchmarks/bench_batch.py --device cuda --maps encoders --resize workers --repeats 1 \
+step inference-compiled 150 "$PY" benchmarks/bench_inference.py --device cuda --sizes 224 448 --batches 8 \
+    --repeats 20 --warmup 5 --markdown --compile-partformer  # batch 8 only: each shape compiles anew
+step batch 90 "$PY" benchmarks/bench_batch.py --device cuda --markdown  # maps and resize on the GPU
+step batch-maps-only 60 "$PY" benchmarks/bench_batch.py --device cuda --resize workers --repeats 1 --markdown
+step batch-cpu-only 60 "$PY" benchmarks/bench_batch.py --device cuda --maps encoders --resize workers --repeats 1 \
     --markdown
