@@ -278,6 +278,49 @@ def test_model_input_resizes_full_size_images_like_the_workers():
     assert torch.equal(model_input(batch, good, 28, torch.device("cpu")), expected)
 
 
+def test_map_arena_hands_out_slots_and_falls_back_when_full_or_too_big():
+    from mpae_core.batch.encode import MapArena
+
+    arena = MapArena(slots=2, slot_bytes=1000)
+    a, b = np.arange(600, dtype=np.uint8).reshape(20, 30), np.full((10, 40), 7, dtype=np.uint8)
+    slot, offsets = arena.put([a, b])
+    np.testing.assert_array_equal(arena.view(offsets[0], a.shape), a)
+    np.testing.assert_array_equal(arena.view(offsets[1], b.shape), b)
+    assert arena.put([np.zeros((40, 30), np.uint8)]) is None  # 1200 bytes: more than a slot
+    other, _ = arena.put([b])
+    assert other != slot and arena.put([b]) is None  # both slots in use
+    arena.release(slot)
+    assert arena.put([b])[0] == slot
+
+
+def test_encoder_processes_read_device_maps_from_shared_memory(folder, checkpoint, tmp_path, monkeypatch):
+    """With maps made on the device, encoder processes get them through the MapArena (nothing pickled but
+    offsets) and write the same masks; a tiny arena forces some chunks onto the pickled path too."""
+    import mpae_core.batch.encode as encode
+
+    shared = []
+    original = encode.Encoders._share_maps
+
+    def spy(self, jobs):
+        slot = original(self, jobs)
+        shared.append(slot is not None)
+        return slot
+
+    monkeypatch.setattr(encode.Encoders, "_share_maps", spy)
+    monkeypatch.setattr(encode, "ARENA_BYTES_PER_MAP", 2000)  # 2-image slots of 4000 bytes: big images don't fit
+    root, good = folder
+    outs = {}
+    for name, maps_on_device in (("arena", True), ("encoders", False)):
+        config = BatchConfig(images=root, checkpoint=checkpoint, out=tmp_path / name, recursive=True, workers=0,
+                             encoders=2, batch_size=4, maps_on_device=maps_on_device)
+        assert run_batch(config).count("ok") == len(good)
+        outs[name] = {e["file"]: e for e in report_of(tmp_path / name)["images"]}
+    assert any(shared) and not all(shared), shared  # some chunks through the arena, some pickled
+    for rel in good:
+        arena_mask = mask_of(tmp_path / "arena", outs["arena"][rel])
+        assert (arena_mask == mask_of(tmp_path / "encoders", outs["encoders"][rel])).mean() > 0.999, rel
+
+
 def test_cpu_split_between_decoders_and_encoders_follows_where_the_maps_are_made(monkeypatch):
     import mpae_core.batch.config as batch_config
 

@@ -11,7 +11,8 @@ stages, so decoding and encoding hide behind the model instead of adding to it:
 2. the calling thread runs the model on whole batches; on a GPU it also makes each image's full-resolution
    export-index map there (:meth:`Predictor.maps_at_sizes`), on the CPU it hands the small logits on;
 3. encoder processes write the palette PNG and the COCO RLE annotations, first making the label map from the
-   logits (:func:`label_map_at`, export indices through one lookup) when the device did not. Processes, not
+   logits (:func:`label_map_at`, export indices through one lookup) when the device did not; maps made on the
+   device reach them through shared memory (:class:`~mpae_core.batch.encode.MapArena`), not a pipe. Processes, not
    threads: these steps hold the GIL for much of their time; on a 16-core H100 machine threads of one process
    capped the pipeline at 190 images/s, processes reached 340 (825 once started).
 

@@ -215,13 +215,14 @@ def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine
                 shard.rank, shard.world_size)
     stopped = False
     if todo:
-        encoders = Encoders(outputs, config.num_encoders, config.batch_size)  # forked before the loader's threads
+        max_pending = 2 * max(1, config.num_encoders)
+        encoders = Encoders(outputs, config.num_encoders, config.batch_size,  # forked before the loader's threads
+                            max_pending=max_pending if config.maps_on_device else 0)
         try:
             loader = make_loader(todo, predictor.image_size, config.batch_size, config.num_workers,
                                  pin_memory=predictor.device.type == "cuda", resize_on_device=config.resize_on_device)
             maps_lut = outputs.channel_to_export if config.maps_on_device else None
-            stopped = predict_and_encode(predictor, loader, encoders, tally, 2 * max(1, config.num_encoders),
-                                         cancel, maps_lut)
+            stopped = predict_and_encode(predictor, loader, encoders, tally, max_pending, cancel, maps_lut)
         finally:
             encoders.close()
     for item in todo:
