@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from ..images import ImageLoadError, load_image
 from ..inference import resize_for_model
@@ -62,34 +63,35 @@ def _as_tensor(image) -> torch.Tensor:
 
 
 def collate(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the resized good images into one tensor (in the worker, off the model's thread), list the full-size
-    ones, keep the rest as records."""
+    """In the worker: stack the resized images into one tensor and the full-size ones into one tensor per size
+    (``default_collate`` stacks straight into shared memory, and the main process then receives a few tensors,
+    not one per image); keep the rest as records."""
     good = [r for r in records if r["error"] is None]
     resized = [r["pixels"] for r in good if r["resized"]]
-    full = [r["pixels"] for r in good if not r["resized"]]
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for row, r in enumerate(good):
+        if not r["resized"]:
+            by_size.setdefault(tuple(r["pixels"].shape), []).append(row)
+    full = [(rows, default_collate([good[row]["pixels"] for row in rows])) for rows in by_size.values()]
     for r in records:
         r.pop("pixels", None)
-    return {"pixels": torch.stack(resized) if resized else torch.empty(0, dtype=torch.uint8), "full": full,
-            "records": records}
+    pixels = default_collate(resized) if resized else torch.empty(0, dtype=torch.uint8)
+    return {"pixels": pixels, "full": full, "records": records}
 
 
 def model_input(batch: dict[str, Any], good: list[dict[str, Any]], image_size: int,
                 device: torch.device) -> torch.Tensor:
     """[n, 3, S, S] uint8 model input of a batch's readable images, in ``good`` order; full-size images are
-    resized on ``device``, several of one size at once."""
+    resized on ``device``, all those of one size at once."""
     if not batch["full"]:
         return batch["pixels"]
     out = torch.empty((len(good), 3, image_size, image_size), dtype=torch.uint8, device=device)
     resized_rows = [i for i, r in enumerate(good) if r["resized"]]
     if resized_rows:
         out[resized_rows] = batch["pixels"].to(device, non_blocking=True)
-    groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
-    full_rows = (i for i, r in enumerate(good) if not r["resized"])
-    for row, pixels in zip(full_rows, batch["full"]):
-        groups.setdefault(tuple(pixels.shape), []).append((row, pixels))
-    for members in groups.values():
-        stacked = torch.stack([pixels.to(device, non_blocking=True) for _, pixels in members])
-        out[[row for row, _ in members]] = resize_like_pillow(stacked.permute(0, 3, 1, 2), (image_size, image_size))
+    for rows, stacked in batch["full"]:
+        images = stacked.to(device, non_blocking=True).permute(0, 3, 1, 2)
+        out[rows] = resize_like_pillow(images, (image_size, image_size))
     return out
 
 
