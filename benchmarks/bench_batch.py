@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--maps", choices=("auto", "device", "encoders"), default="auto",
                    help="where the full-resolution label maps are made (default: auto = device unless CPU)")
     p.add_argument("--resize", choices=("auto", "device", "workers"), default="auto",
-                   help="where images are resized to the model input (default: auto = device unless CPU)")
+                   help="where images are resized to the model input (default: auto = device on CUDA)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each; the median is reported (default: 3)")
     p.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
     p.add_argument("--seed", type=int, default=0)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     maps_on_device = {"auto": None, "device": True, "encoders": False}[args.maps]
     if maps_on_device is None:
         maps_on_device = device.type != "cpu"
-    resize_on_device = {"auto": device.type != "cpu", "device": True, "workers": False}[args.resize]
+    resize_on_device = {"auto": device.type == "cuda", "device": True, "workers": False}[args.resize]
     config_kw = dict(batch_size=args.batch_size, workers=args.workers, encoders=args.encoders,
                      overwrite=True, allow_random_backbone=True, maps_on_device=maps_on_device,
                      resize_on_device=resize_on_device)

@@ -43,7 +43,7 @@ class BatchConfig:
     # device unless it is the CPU, where the encoders' label_map_at is the faster way
     maps_on_device: bool | None = None
     # resize images to the model's input on its device (decoding processes then only decode), or in the decoding
-    # processes; None: on the device unless it is the CPU. Same pixels either way (mpae_core.resize).
+    # processes; None: on the device when it is CUDA. Same pixels either way (mpae_core.resize).
     resize_on_device: bool | None = None
 
     def __post_init__(self) -> None:

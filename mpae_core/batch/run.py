@@ -121,11 +121,11 @@ def _load_model(config: BatchConfig, device: torch.device):
 
 
 def _resolve_placement(config: BatchConfig, device: torch.device) -> BatchConfig:
-    """Decide where label maps are made and images resized: off the CPU's workers whenever the model runs
-    elsewhere, unless told; device resizing also needs this Pillow's arithmetic reproduced exactly."""
-    off_cpu = device.type != "cpu"
-    maps = off_cpu if config.maps_on_device is None else config.maps_on_device
-    resize = off_cpu if config.resize_on_device is None else config.resize_on_device
+    """Decide where label maps are made and images resized: on the model's device unless it is the CPU (the
+    resize: unless it is not CUDA), or as told; device resizing also needs this Pillow reproduced exactly."""
+    maps = device.type != "cpu" if config.maps_on_device is None else config.maps_on_device
+    # the exact integer resize is checked on CUDA (tests/test_cuda.py); MPS's 64-bit integer support varies
+    resize = device.type == "cuda" if config.resize_on_device is None else config.resize_on_device
     if resize and not matches_installed_pillow():
         logger.warning("Resizing images in the decoding processes: this Pillow cannot be reproduced on the device.")
         resize = False
