@@ -63,15 +63,20 @@ def pillow_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weight
 
 
+@functools.lru_cache(maxsize=64)
+def _taps_on(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pillow_taps`` kept on the device: a batch of one camera's photos should not upload them every time."""
+    index, weight = pillow_taps(in_size, out_size)
+    return torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device)
+
+
 def _pass(images: torch.Tensor, out_size: int, dim: int) -> torch.Tensor:
     """One fixed-point pass along ``dim`` (-1: width, -2: height) of an integer tensor → uint8-valued int64."""
-    index, weight = pillow_taps(images.shape[dim], out_size)
-    index_t = torch.as_tensor(index, device=images.device)
-    weight_t = torch.as_tensor(weight, device=images.device)
+    index_t, weight_t = _taps_on(images.shape[dim], out_size, images.device)
     shape = [1] * images.dim()
     shape[dim] = out_size
     total = torch.full((), 1 << (PRECISION_BITS - 1), dtype=torch.int64, device=images.device)
-    for tap in range(index.shape[1]):
+    for tap in range(index_t.shape[1]):
         total = total + images.index_select(dim, index_t[:, tap]).long() * weight_t[:, tap].view(shape)
     return (total >> PRECISION_BITS).clamp_(0, 255)
 
