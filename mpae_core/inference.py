@@ -32,7 +32,8 @@ def resize_for_model(image: Image.Image, image_size: int) -> torch.Tensor:
     Kept as bytes until it reaches the device: a quarter of the float tensor to move between processes and to the
     GPU, and the normalisation runs there (``normalise``) instead of on a busy CPU.
     """
-    resized = image.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
+    resized = rgb.resize((image_size, image_size), Image.BILINEAR)
     return torch.from_numpy(np.array(resized)).permute(2, 0, 1)
 
 
@@ -72,14 +73,15 @@ def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
 
 
 def upsampled_bands(logits: torch.Tensor, size: tuple[int, int]) -> Iterable[tuple[int, torch.Tensor]]:
-    """Yield (first row, [Q, rows, W] upsampled logits) bands covering a [Q, H, W] map."""
+    """Yield (first row, [..., Q, rows, W] upsampled logits) bands covering [..., Q, H, W] maps: one image's
+    [Q, h, w] logits, or several images' [B, Q, h, w] upsampled together."""
     height, width = size
-    q, h, w = logits.shape
-    columns = torch.einsum("qhw,xw->qhx", logits.float(), _bilinear_on(width, w, logits.device))
+    h, w = logits.shape[-2:]
+    columns = torch.einsum("...hw,xw->...hx", logits.float(), _bilinear_on(width, w, logits.device))
     row_weights = _bilinear_on(height, h, logits.device)
-    band = max(1, BAND_BYTES // (4 * q * max(width, 1)))
+    band = max(1, BAND_BYTES // (4 * logits.shape[:-2].numel() * max(width, 1)))
     for start in range(0, height, band):
-        yield start, torch.einsum("rh,qhx->qrx", row_weights[start : start + band], columns)
+        yield start, torch.einsum("rh,...hx->...rx", row_weights[start : start + band], columns)
 
 
 @functools.lru_cache(maxsize=128)
@@ -113,26 +115,14 @@ def device_label_maps(logits: torch.Tensor, sizes: Sequence[tuple[int, int]], lu
     for i, size in enumerate(sizes):
         groups.setdefault((int(size[0]), int(size[1])), []).append(i)
     for (height, width), members in groups.items():
-        for start, labels in _grouped_label_bands(logits[members], (height, width), table):
+        for start, band in upsampled_bands(logits[members], (height, width)):
+            labels = table[band.argmax(dim=1)]  # [b, rows, W]
             rows = labels.shape[1]
             for j, i in enumerate(members):
                 first = int(offsets[i]) + start * width
                 out[first : first + rows * width] = labels[j].reshape(-1)
     host = out.cpu().numpy()
     return [host[offsets[i] : offsets[i + 1]].reshape(size) for i, size in enumerate(sizes)]
-
-
-def _grouped_label_bands(logits: torch.Tensor, size: tuple[int, int],
-                         table: torch.Tensor) -> Iterable[tuple[int, torch.Tensor]]:
-    """(first row, [b, rows, W] values) bands of ``table[argmax]`` over the bilinear upsampling of [b, Q, h, w]."""
-    height, width = size
-    b, q, h, w = logits.shape
-    columns = torch.einsum("bqhw,xw->bqhx", logits.float(), _bilinear_on(width, w, logits.device))
-    row_weights = _bilinear_on(height, h, logits.device)
-    band = max(1, BAND_BYTES // (4 * b * q * max(width, 1)))
-    for start in range(0, height, band):
-        upsampled = torch.einsum("rh,bqhx->bqrx", row_weights[start : start + band], columns)
-        yield start, table[upsampled.argmax(dim=1)]
 
 
 @dataclass
