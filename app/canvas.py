@@ -407,20 +407,21 @@ class ImageCanvas(QGraphicsView):
         super().leaveEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
-            self._space_held = True
-            self._update_cursor()
-            event.accept()
-            return
-        super().keyPressEvent(event)
+        if not self._track_space(event, held=True):
+            super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
-            self._space_held = False
-            self._update_cursor()
-            event.accept()
-            return
-        super().keyReleaseEvent(event)
+        if not self._track_space(event, held=False):
+            super().keyReleaseEvent(event)
+
+    def _track_space(self, event: QKeyEvent, held: bool) -> bool:
+        """Space held pans with any tool; True (event accepted) when ``event`` is that key, auto-repeat aside."""
+        if event.key() != Qt.Key.Key_Space or event.isAutoRepeat():
+            return False
+        self._space_held = held
+        self._update_cursor()
+        event.accept()
+        return True
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Iterable
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderView, QLabel, QMessageBox,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
+                               QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 import mpae_core
 
@@ -87,3 +87,22 @@ def info_label(text: str) -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
     return label
+
+
+def dismiss_button(dialog: QDialog, text: str) -> QPushButton:
+    """The button that closes ``dialog`` (reject); never auto-default, so Enter in a field does not close it."""
+    button = QPushButton(text)
+    button.setAutoDefault(False)
+    button.clicked.connect(dialog.reject)
+    return button
+
+
+def button_row(left: Iterable[QWidget], right: Iterable[QWidget]) -> QHBoxLayout:
+    """A dialog's bottom row: the ``left`` buttons, a stretch, then the ``right`` buttons."""
+    row = QHBoxLayout()
+    for widget in left:
+        row.addWidget(widget)
+    row.addStretch(1)
+    for widget in right:
+        row.addWidget(widget)
+    return row

@@ -36,6 +36,7 @@ from mpae_core.annotation.export import unique_mask_relpaths
 from mpae_core.annotation.project import EXPORTABLE
 from mpae_core.errors import MPAEError
 
+from .dialogs import button_row, dismiss_button
 from .icons import icon
 
 logger = logging.getLogger(__name__)
@@ -190,14 +191,8 @@ class ExportDialog(QDialog):
         self.open_button = QPushButton(icon("open_folder"), "Open folder")
         self.open_button.clicked.connect(self.open_folder)
         self.open_button.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setAutoDefault(False)
-        self.cancel_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.cancel_button)
+        self.cancel_button = dismiss_button(self, "Cancel")
+        buttons = button_row([self.open_button], [self.export_button, self.cancel_button])
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialogs import button_row, dismiss_button
 from .icons import icon
 from .loss_plot import LossPlot
 
@@ -296,15 +297,8 @@ class TrainDialog(QDialog):
         self.stop_button.clicked.connect(self.stop)
         self.load_button = QPushButton(icon("load"), "Load this checkpoint")
         self.load_button.clicked.connect(self._load_checkpoint)
-        self.close_button = QPushButton("Close")
-        self.close_button.setAutoDefault(False)
-        self.close_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.load_button)
-        buttons.addWidget(self.close_button)
+        self.close_button = dismiss_button(self, "Close")
+        buttons = button_row([self.start_button, self.stop_button], [self.load_button, self.close_button])
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
