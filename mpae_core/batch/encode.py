@@ -68,7 +68,7 @@ class MapArena:
     """Memory shared with forked encoder processes, for handing them export-index maps.
 
     A 640x480 map is 300 kB. Pickled, every map goes through the pool's one call pipe; on a 2-core machine that
-    pipe carried 1,400 maps/s, below what a GPU makes. Here the main process copies a chunk's maps into a free
+    pipe carried 1,600-3,600 maps/s (benchmarks/bench_batch_handover.py), about what an H100 makes. Here the main process copies a chunk's maps into a free
     slot and sends only offsets; a slot is reused once the chunk's future is done. A chunk that does not fit, or
     finds every slot in use, is pickled as before.
     """
