@@ -101,6 +101,11 @@ def mask_of(out: Path, entry: dict) -> np.ndarray:
         return np.asarray(im)
 
 
+def masks_of(out: Path) -> dict[str, np.ndarray]:
+    """Every mask a run wrote, by image file."""
+    return {e["file"]: mask_of(out, e) for e in report_of(out)["images"] if e["mask"]}
+
+
 def assert_coco_matches_masks(out: Path, report: dict) -> None:
     """COCO loads with pycocotools and its annotations decode to exactly the PNG masks of the finished images."""
     coco = COCO(str(out / "coco.json"))
@@ -230,10 +235,9 @@ def test_label_maps_made_on_the_device_give_the_same_masks(first_run, folder, ch
                          encoders=1, batch_size=3, maps_on_device=True)
     report = run_batch(config)
     assert report.count("ok") == len(good)
-    entries = {e["file"]: e for e in report_of(out)["images"]}
-    device_entries = {e["file"]: e for e in report_of(tmp_path / "out")["images"]}
+    encoder_masks, device_masks = masks_of(out), masks_of(tmp_path / "out")
     for rel in good:
-        device_mask, encoder_mask = mask_of(tmp_path / "out", device_entries[rel]), mask_of(out, entries[rel])
+        device_mask, encoder_mask = device_masks[rel], encoder_masks[rel]
         assert device_mask.shape == encoder_mask.shape
         assert (device_mask == encoder_mask).mean() > 0.999, rel
     assert_coco_matches_masks(tmp_path / "out", report_of(tmp_path / "out"))
@@ -252,11 +256,9 @@ def test_images_resized_on_the_device_give_identical_masks(first_run, folder, ch
                          encoders=1, batch_size=3, maps_on_device=False, resize_on_device=True)
     report = run_batch(config)
     assert report.count("ok") == len(good)
-    entries = {e["file"]: e for e in report_of(out)["images"]}
-    device_entries = {e["file"]: e for e in report_of(tmp_path / "out")["images"]}
+    cpu_masks, device_masks = masks_of(out), masks_of(tmp_path / "out")
     for rel in good:
-        np.testing.assert_array_equal(mask_of(tmp_path / "out", device_entries[rel]), mask_of(out, entries[rel]),
-                                      err_msg=rel)
+        np.testing.assert_array_equal(device_masks[rel], cpu_masks[rel], err_msg=rel)
 
 
 def test_model_input_resizes_full_size_images_like_the_workers():
@@ -314,11 +316,10 @@ def test_encoder_processes_read_device_maps_from_shared_memory(folder, checkpoin
         config = BatchConfig(images=root, checkpoint=checkpoint, out=tmp_path / name, recursive=True, workers=0,
                              encoders=2, batch_size=4, maps_on_device=maps_on_device)
         assert run_batch(config).count("ok") == len(good)
-        outs[name] = {e["file"]: e for e in report_of(tmp_path / name)["images"]}
+        outs[name] = masks_of(tmp_path / name)
     assert any(shared) and not all(shared), shared  # some chunks through the arena, some pickled
     for rel in good:
-        arena_mask = mask_of(tmp_path / "arena", outs["arena"][rel])
-        assert (arena_mask == mask_of(tmp_path / "encoders", outs["encoders"][rel])).mean() > 0.999, rel
+        assert (outs["arena"][rel] == outs["encoders"][rel]).mean() > 0.999, rel
 
 
 def test_cpu_split_between_decoders_and_encoders_follows_where_the_maps_are_made(monkeypatch):
