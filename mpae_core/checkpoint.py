@@ -171,6 +171,16 @@ def _read_metadata(path: Path) -> dict[str, str] | None:
         return None
 
 
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of one of our checkpoints (config, parts, provenance, ``backbone_embedded``...), read from the
+    header only; a CheckpointError for a missing file or one that is not an MPAE Annotator checkpoint."""
+    path = Path(path)
+    metadata = _read_metadata(path) if path.is_file() else None
+    if metadata is None or metadata.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"'{path}' is not an MPAE Annotator checkpoint (no such file, or no MPAE metadata).")
+    return metadata
+
+
 def _parse_parts(raw: str, num_parts: int, path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
     default = ModelInfo.default(num_parts)
     if not raw:

@@ -44,7 +44,7 @@ class TrainingOutput:
 
     losses: dict[str, torch.Tensor]
     probs: torch.Tensor  # [B, Q, h, w]
-    restored: torch.Tensor  # [B, 3, r, r], ImageNet-normalised
+    restored: torch.Tensor | None  # [B, 3, r, r], ImageNet-normalised; None without the reconstruction term
 
 
 def restoration_target(images: torch.Tensor, cfg: MPAEConfig) -> torch.Tensor:
@@ -86,8 +86,19 @@ class MPAE(nn.Module):
         """F = compress(backbone patch tokens): [B, C, h, w]. The backbone is frozen, so it keeps no graph."""
         with torch.no_grad():
             tokens = self.backbone(images)
-        with torch.autocast(device_type=images.device.type, enabled=False):
+        return self.compress_tokens(tokens)
+
+    def compress_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """F from backbone tokens [B, D, h, w] in fp32: what ``features`` does after the backbone, so a caller that
+        caches the frozen backbone's tokens (refinement) computes the same F."""
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
             return self.compress(tokens.float())
+
+    @staticmethod
+    def match(descriptors: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Eq. 1's logits D·F: [B, Q, C] × [B, C, h, w] → [B, Q, h, w], in fp32."""
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return torch.einsum("bqc,bchw->bqhw", descriptors, features)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ImageNet-normalised [B, 3, S, S] → (logits [B, Q, h, w], descriptors D [B, Q, C], features F)."""
@@ -96,9 +107,7 @@ class MPAE(nn.Module):
         else:
             features = self.features(images)
             descriptors = self.partformer(images).float()
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            logits = torch.einsum("bqc,bchw->bqhw", descriptors, features)
-        return logits, descriptors, features
+        return self.match(descriptors, features), descriptors, features
 
     def _descriptors_and_features_concurrently(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference on CUDA: the PartFormer reads pixels, not backbone features, so it runs on a side stream
@@ -143,14 +152,35 @@ class MPAE(nn.Module):
         generator: torch.Generator | None = None,
     ) -> TrainingOutput:
         """The full MPAE objective for one batch; ``losses['total']`` is what the reference back-propagates."""
-        cfg = self.cfg
         logits, descriptors, features = self.forward(images)
+        return self.losses_from_outputs(images, logits, descriptors, features, perceptual, targets, mask=mask,
+                                        generator=generator)
+
+    def losses_from_outputs(
+        self,
+        images: torch.Tensor,
+        logits: torch.Tensor,
+        descriptors: torch.Tensor,
+        features: torch.Tensor,
+        perceptual: nn.Module | None,
+        targets: torch.Tensor | None = None,
+        *,
+        mask: RandomMask | None = None,
+        generator: torch.Generator | None = None,
+    ) -> TrainingOutput:
+        """The objective from a forward pass's outputs. ``perceptual=None`` leaves out the restoration network and
+        the reconstruction term (the five constraint terms only; ``restored`` is then None): refinement from an
+        inference-only checkpoint, which has no restoration network."""
+        cfg = self.cfg
         probs = logits.softmax(dim=1)
         losses = constraint_losses(
             probs, descriptors, features, cfg.group_size,
             arcface_scale=cfg.arcface_scale, arcface_margin=cfg.arcface_margin,
             semantic_variant=cfg.semantic_loss, entropy_variant=cfg.entropy_loss,
         )
+        if perceptual is None:
+            losses["total"] = weighted_total(losses, cfg)
+            return TrainingOutput(losses=losses, probs=probs.detach(), restored=None)
         b, c = descriptors.shape[0], descriptors.shape[2]
         fill = torch.einsum("bqhw,bqc->bhwc", probs, descriptors).reshape(b, -1, c)  # eq. 2, background included
         if mask is None:

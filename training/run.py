@@ -3,6 +3,7 @@
     python -m training.run train --preset cub --data-root data/CUB --out runs/cub
     python -m training.run eval --checkpoint runs/cub/checkpoints/best.safetensors --dataset cub --data-root data/CUB
     python -m training.run convert model_best.pth model.safetensors --embed-backbone
+    python -m training.run refine --project photos/ --out runs/refine-1
 
 Under ``torchrun --nproc_per_node N -m training.run train ...`` training runs with DistributedDataParallel.
 """
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--backbone-weights", help="local DINOv2 weights, if the .pth has no backbone1.* weights")
     conv.add_argument("--allow-random-backbone", action="store_true", help=argparse.SUPPRESS)
     conv.set_defaults(run=_command_convert)
+
+    from .refine.cli import add_refine_parser
+
+    add_refine_parser(commands)
     return parser
 
 

@@ -36,6 +36,11 @@ def restore_handlers(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)
 
 
+def requested() -> bool:
+    """True once a stop was asked for: loops that finish early instead of raising (refinement) poll this."""
+    return _requested.is_set()
+
+
 def raise_if_requested() -> None:
     """Called by the training loop at points where stopping leaves everything consistent."""
     if _requested.is_set():
