@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 from mpae_core.annotation.models import new_model_path
-from mpae_core.annotation.storage import atomic_write_json
+from mpae_core.annotation.storage import atomic_write, atomic_write_json
 from mpae_core.checkpoint import checkpoint_metadata, is_inference_only, save_checkpoint
 from mpae_core.devices import resolve_device
 from mpae_core.errors import CheckpointError, MPAEError
@@ -285,7 +286,8 @@ class Refiner:
         self.model.eval()
         run_checkpoint = save_checkpoint(self.model, self.out / "refined.safetensors", embed_backbone=embed)
         target = new_model_path(session.project.project_dir, self.name)
-        save_checkpoint(self.model, target, embed_backbone=embed)
+        with run_checkpoint.open("rb") as source:  # the same bytes, atomically: the app may list the folder now
+            atomic_write(target, lambda f: shutil.copyfileobj(source, f, 2**20))
         summary = {"checkpoint": str(target), "run_checkpoint": str(run_checkpoint), "stopped_early": stopped_early,
                    "agreement_before": before, "agreement_after": after, "skipped_images": self.skipped,
                    "features_encoded": self.cache.encoded, "features_read_from_disk": self.cache.read_from_disk,

@@ -1,0 +1,261 @@
+#!/usr/bin/env python
+"""Corrections teach the model (issue 12): held-out part IoU after refining from n corrected images, on the CPU.
+
+1. The synthetic dataset (``training.synthetic``, seed 0: the demo model's own data) is generated into a temp folder
+   or reused from ``--data-root``.
+2. A project is made over the first ``--project-images`` train images and predicted with the start model
+   (``--checkpoint``, default the demo checkpoint: K = 8, 112 px, seeded random 4-block ViT-S backbone embedded).
+3. Naming, as a person would: looking at the start model's masks on the first 10 project images, each ground-truth
+   part type gets the slot it overlaps most; a slot gets one name, so types are served in order of overlap and a
+   type whose best slots are all taken gets the free slot it overlaps most. Types that overlap no free slot stay
+   without a slot (the annotator paints them "ignore": no slot, no loss). The project's part table is renamed
+   accordingly. The same naming is used for every n and for the scores.
+4. For n in ``--n`` (default 0 1 3 10): a copy of the project, whose first n images are painted to the ground truth
+   (named types → their slot, unnamed types → ignore, background → background) with the brush, row run by row run,
+   and marked reviewed; then ``training.refine`` runs exactly as the CLI does, for the same budget
+   (``--steps``/``--seconds``), and its saved checkpoint is loaded back from the project's models folder.
+   n = 0 is the start model (refinement refuses a project without corrections).
+5. Scores on the held-out test split: per-part IoU at the image resolution (ground-truth type t against the label
+   map of its slot, pooled over all test pixels), fg mIoU (mean over the named types), and the evaluation
+   protocol's NMI/ARI (``training.evaluation``: 128×128, background included). Then the project is re-predicted
+   with the new model (``mpae_core.annotation.repredict``): the corrected images' label maps must still equal the
+   corrections (agreement 100 %, and their edit files byte-identical), while the unreviewed ones change.
+
+    python benchmarks/bench_refine.py --markdown
+    python benchmarks/bench_refine.py --n 0 3 --steps 5 --project-images 16 --num-test 10   # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is ever downloaded
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import _table  # noqa: E402  (benchmarks/_table.py, beside this script)
+
+from mpae_core.annotation import AnnotationProject  # noqa: E402
+from mpae_core.annotation.labels import IGNORE_LABEL  # noqa: E402
+from mpae_core.annotation.repredict import repredict  # noqa: E402
+from mpae_core.checkpoint import load_checkpoint  # noqa: E402
+from mpae_core.images import load_image  # noqa: E402
+from mpae_core.inference import Predictor  # noqa: E402
+from training.evaluation import EvalOptions, evaluate  # noqa: E402
+from training.refine import RefineConfig, Refiner, open_session  # noqa: E402
+from training.synthetic import BACKGROUND_LABEL, PART_NAMES, generate_synthetic_dataset, load_label_map  # noqa: E402
+
+logger = logging.getLogger("bench_refine")
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CHECKPOINT = REPO / "resources" / "demo" / "demo.safetensors"
+NAMING_IMAGES = 10
+_load = lambda: getattr(os, "getloadavg", lambda: (float("nan"),))()[0]  # noqa: E731  (not on Windows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = RefineConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", help="existing synthetic dataset to reuse (default: generate one in a temp folder)")
+    p.add_argument("--num-train", type=int, default=400, help="train images to generate (default 400)")
+    p.add_argument("--num-test", type=int, default=100, help="test images to generate (default 100)")
+    p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT), help="the start model (default: the demo's)")
+    p.add_argument("--project-images", type=int, default=100, help="train images in the project (default 100)")
+    p.add_argument("--n", type=int, nargs="+", default=[0, 1, 3, 10], help="corrected images per row")
+    p.add_argument("--steps", type=int, default=defaults.steps, help=f"refinement steps (default {defaults.steps})")
+    p.add_argument("--seconds", type=float, default=300.0,
+                   help="refinement time budget per n, in seconds (default 300: the issue's 5 CPU minutes)")
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--supervised-weight", type=float, default=defaults.supervised_weight)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--corrected-per-step", type=int, default=defaults.corrected_per_step)
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
+                                               "machine)")
+    p.add_argument("--out", help="keep the projects, runs and results.json here (default: a temp folder)")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    return p.parse_args(argv)
+
+
+def file_names(root: Path, split: str) -> list[str]:
+    coco = json.loads((root / "annotations" / split / f"{split}.json").read_text(encoding="utf-8"))
+    return [image["file_name"] for image in coco["images"]]
+
+
+def predict_folder(project: AnnotationProject, predictor: Predictor) -> None:
+    for rel in project.relpaths():
+        project.set_prediction(rel, predictor.predict_one(load_image(project.image_path(rel))))
+
+
+def choose_naming(project: AnnotationProject, root: Path, names: list[str]) -> dict[int, int]:
+    """Ground-truth part type → slot, from the start model's masks on the first images (see the docstring)."""
+    k = project.parts.num_parts
+    overlap = np.zeros((len(PART_NAMES), k), dtype=np.int64)
+    for name in names:
+        gt = load_label_map(root, "train", name)
+        labels = project.label_map(name)
+        for t in np.unique(gt[gt != BACKGROUND_LABEL]):
+            slots = labels[gt == t].astype(np.int64) - 1  # −1 = background
+            overlap[t] += np.bincount(slots[slots >= 0], minlength=k)[:k]
+    naming: dict[int, int] = {}
+    for t in np.argsort(-overlap.max(axis=1), kind="stable"):
+        free = [(overlap[t, s], s) for s in range(k) if s not in naming.values() and overlap[t, s] > 0]
+        if free:
+            naming[int(t)] = int(max(free)[1])
+    return naming
+
+
+def correction(gt: np.ndarray, naming: dict[int, int]) -> np.ndarray:
+    """The label values a person paints: named types → slot + 1, other types → ignore, background → 0."""
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint16)
+    lut[BACKGROUND_LABEL] = 0
+    for t, s in naming.items():
+        lut[t] = s + 1
+    return lut[gt]
+
+
+def paint(project: AnnotationProject, rel: str, wanted: np.ndarray) -> None:
+    """Brush the wanted labels in, one stroke per run of equal labels on each row (a brush of radius ½)."""
+    layer = project.edits(rel)
+    with layer.group():
+        for y, row in enumerate(wanted):
+            starts = np.flatnonzero(np.diff(row.astype(np.int64), prepend=-1))
+            ends = np.append(starts[1:], row.size) - 1
+            for x0, x1 in zip(starts, ends):
+                layer.stroke(float(x0), float(y), float(x1), float(y), 0.5, int(row[x0]))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_scores(model, root: Path, naming: dict[int, int]) -> dict:
+    """Per-type IoU at the image resolution, fg mIoU over the named types, and the protocol's NMI/ARI."""
+    predictor = Predictor(model, "cpu")
+    inter = np.zeros(len(PART_NAMES)), np.zeros(len(PART_NAMES))
+    for name in file_names(root, "test"):
+        gt = load_label_map(root, "test", name)
+        labels = predictor.predict_one(load_image(root / "images" / "test" / name)).label_map()
+        for t, s in naming.items():
+            truth, said = gt == t, labels == s + 1
+            inter[0][t] += np.count_nonzero(truth & said)
+            inter[1][t] += np.count_nonzero(truth | said)
+    iou = {t: 100.0 * inter[0][t] / max(inter[1][t], 1) for t in naming}
+    protocol = evaluate(model, "synthetic", str(root), EvalOptions(batch_size=32, num_workers=0, nme=False,
+                                                                    progress=False))
+    return {"iou": iou, "miou": float(np.mean(list(iou.values()))) if iou else 0.0, **protocol}
+
+
+def corrected_project(base: Path, folder: Path, root: Path, names: list[str], naming: dict[int, int],
+                      n: int) -> tuple[AnnotationProject, dict[str, np.ndarray]]:
+    shutil.copytree(base, folder)
+    project = AnnotationProject.open(folder)
+    wanted = {}
+    for name in names[:n]:
+        wanted[name] = correction(load_label_map(root, "train", name), naming)
+        paint(project, name, wanted[name])
+        project.mark_reviewed(name)
+    project.save()
+    return project, wanted
+
+
+def run_n(args, n: int, base: Path, work: Path, root: Path, names: list[str], naming: dict[int, int]) -> dict:
+    project, wanted = corrected_project(base, work / f"n{n}", root, names, naming, n)
+    edit_files = {rel: digest(project.project_dir / "edits" / f"{rel}.png") for rel in wanted}
+    cfg = RefineConfig(steps=args.steps, seconds=args.seconds, lr=args.lr, batch_size=args.batch_size,
+                       supervised_weight=args.supervised_weight, corrected_per_step=args.corrected_per_step,
+                       flip=not args.no_flip)
+    start = time.perf_counter()
+    session = open_session(project.images_folder)
+    result = Refiner(session, work / f"run{n}", cfg, device="cpu", name=f"refined-n{n}").run()
+    seconds = time.perf_counter() - start  # feature encoding, loop and saving: what a person waits for
+    model = load_checkpoint(result.checkpoint)
+    scores = test_scores(model, root, naming)
+    project = AnnotationProject.open(project.images_folder)
+    before = {rel: project.label_map(rel) for rel in project.relpaths() if rel not in wanted}
+    summary = repredict(project, Predictor(model, "cpu"), model_id=result.checkpoint.name)
+    project.save()
+    kept = sum(int(np.count_nonzero(project.label_map(rel) == w)) for rel, w in wanted.items())
+    untouched = all(digest(project.project_dir / "edits" / f"{rel}.png") == d for rel, d in edit_files.items())
+    changed = sum(int(np.count_nonzero(project.label_map(rel) != m)) for rel, m in before.items())
+    return {**scores, "n": n, "seconds": seconds, "loop_seconds": result.seconds, "steps": result.steps,
+            "agreement": 100.0 * kept / sum(w.size for w in wanted.values()), "edits_untouched": untouched,
+            "model_fit": result.agreement_after, "model_fit_before": result.agreement_before,
+            "repredicted": summary.images, "repredicted_changed": summary.changed_images,
+            "changed_pixels": changed, "names": model.info.part_names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = None if args.out else tempfile.TemporaryDirectory(prefix="bench_refine_")
+    work = Path(args.out or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    root = Path(args.data_root or work / "data")
+    if not (root / "synthetic.json").is_file():
+        generate_synthetic_dataset(root, num_train=args.num_train, num_test=args.num_test, seed=0)
+    names = file_names(root, "train")[: args.project_images]
+    if max(args.n) > len(names):
+        raise SystemExit(f"--n {max(args.n)} needs at least that many --project-images.")
+    base = work / "base"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir()
+    for name in names:
+        shutil.copyfile(root / "images" / "train" / name, base / name)
+    start_model = load_checkpoint(args.checkpoint)
+    project = AnnotationProject.create(base, checkpoint=Path(args.checkpoint).resolve())
+    predict_folder(project, Predictor(start_model, "cpu"))
+    naming = choose_naming(project, root, names[:NAMING_IMAGES])
+    for t, s in naming.items():
+        project.parts.rename(s, PART_NAMES[t])
+    project.save()
+    logger.info("naming: %s", {PART_NAMES[t]: s for t, s in naming.items()})
+
+    load = [_load()]
+    rows = {0: {**test_scores(start_model, root, naming), "n": 0}}
+    for n in sorted(set(args.n) - {0}):
+        rows[n] = run_n(args, n, base, work, root, names, naming)
+        load.append(_load())
+    print(f"\nsynthetic set {root}: project of {len(names)} train images, {args.num_test} held-out test images; "
+          f"start model {args.checkpoint}; budget {args.steps} steps or {args.seconds:g} s per n, batch "
+          f"{args.batch_size} ({args.corrected_per_step} corrected), lr {args.lr:g}, supervised weight "
+          f"{args.supervised_weight:g}, flips {'off' if args.no_flip else 'on'}; torch threads "
+          f"{torch.get_num_threads()}, load average {', '.join(f'{v:.1f}' for v in load)}\n")
+    named = sorted(naming)
+    header = ["n", "refine s", "steps", "fg mIoU", "Δ vs n=0", *(PART_NAMES[t] for t in named), "NMI", "ARI",
+              "corrected agree %", "model fit %"]
+    table = []
+    for n in sorted(rows):
+        r = rows[n]
+        table.append([str(n), f"{r['seconds']:.0f}" if n else "-", str(r.get("steps", "-")), f"{r['miou']:.1f}",
+                      f"{r['miou'] - rows[0]['miou']:+.1f}", *(f"{r['iou'][t]:.1f}" for t in named),
+                      f"{r['nmi']:.2f}", f"{r['ari']:.2f}", f"{r['agreement']:.1f}" if n else "-",
+                      f"{r['model_fit_before']:.1f} → {r['model_fit']:.1f}" if n else "-"])
+    print(_table.format_table(header, table, markdown=args.markdown, text_column=0))
+    print(f"\nnaming (part type → slot): {', '.join(f'{PART_NAMES[t]} → {s}' for t, s in sorted(naming.items()))}; "
+          f"without a slot: {', '.join(n for i, n in enumerate(PART_NAMES) if i not in naming) or 'none'}")
+    for n in sorted(set(rows) - {0}):
+        r = rows[n]
+        print(f"n={n}: re-predicted {r['repredicted']} unreviewed images ({r['repredicted_changed']} changed, "
+              f"{r['changed_pixels']} pixels); corrected edit files untouched: {r['edits_untouched']}; "
+              f"refined model's part names = the project's: {r['names'][:3]}...")
+    results = {str(n): {k: v for k, v in r.items() if k != "names"} for n, r in rows.items()}
+    (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
