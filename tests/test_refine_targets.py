@@ -59,6 +59,17 @@ def test_supervised_loss_is_cross_entropy_on_the_group_probability():
     assert float(supervised_loss(logits, targets, groups)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_balanced_loss_averages_over_labels_not_pixels():
+    groups = SlotGroups.from_parts(PartTable.default(K))
+    logits = torch.randn(1, K + 1, 1, 4)
+    targets = torch.tensor([[[groups.background, groups.background, groups.background, 0]]], dtype=torch.int16)
+    nll = -logits.log_softmax(dim=1)[0, :, 0]
+    per_label = (nll[K, :3].mean() + nll[0, 3]) / 2
+    assert float(supervised_loss(logits, targets, groups, balanced=True)) == pytest.approx(float(per_label), rel=1e-5)
+    per_pixel = (nll[K, :3].sum() + nll[0, 3]) / 4
+    assert float(supervised_loss(logits, targets, groups)) == pytest.approx(float(per_pixel), rel=1e-5)
+
+
 def test_supervised_loss_upsamples_the_logits_to_the_targets():
     groups = SlotGroups.from_parts(PartTable.default(K))
     logits = torch.zeros(1, K + 1, 2, 2, requires_grad=True)
@@ -68,7 +79,7 @@ def test_supervised_loss_upsamples_the_logits_to_the_targets():
     assert float(loss.detach()) == pytest.approx(math.log(K + 1))
     loss.backward()
     assert logits.grad[0, 0, 0, 0] < 0 and logits.grad[0, 0, 1, 1] < 0  # bilinear weights reach every grid cell
-    assert float(supervised_loss(logits, torch.full_like(targets, NO_TARGET), groups)) == 0.0
+    assert float(supervised_loss(logits, torch.full_like(targets, NO_TARGET), groups).detach()) == 0.0
 
 
 def test_agreement_counts_a_pixel_of_a_merged_label_on_any_member():

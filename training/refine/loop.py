@@ -63,6 +63,7 @@ class RefineConfig:
     corrected_per_step: int = 8
     lr: float = 1e-4
     supervised_weight: float = DEFAULT_SUPERVISED_WEIGHT
+    balanced: bool = True  # each target group's mean loss counts equally (small parts as much as the background)
     clip_grad: float = 2.0
     flip: bool = True  # mirrored views of every image (the reference trains with flips)
     reconstruction: bool = False
@@ -207,7 +208,7 @@ class Refiner:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = refine_losses(self.model, pixels, tokens, targets, self.session.groups,
-                                self.cfg.supervised_weight, self.perceptual)
+                                self.cfg.supervised_weight, self.perceptual, self.cfg.balanced)
         total = out.losses["total"]
         if not torch.isfinite(total):
             terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.losses.items())
@@ -236,19 +237,19 @@ class Refiner:
                     len(self.session.corrected), self.session.target_pixels, before)
         start = time.perf_counter()
         deadline = start + cfg.seconds if cfg.seconds > 0 else math.inf
-        step, window_start, stopped_early = 0, start, False
+        step, logged, window_start, stopped_early = 0, 0, start, False
         self.model.train()
         while step < cfg.steps:
             losses = self._step()
             step += 1
             now = time.perf_counter()
-            if step == 1 or step % cfg.log_every == 0 or step == cfg.steps:
-                steps_in_window = 1 if step == 1 else (step % cfg.log_every or cfg.log_every)
+            ending = stop.requested() or now >= deadline
+            if step == 1 or step % cfg.log_every == 0 or step == cfg.steps or ending:
                 self._log({"kind": "train", "epoch": 0, "step": step, "lr": cfg.lr,
-                           "images_per_s": steps_in_window * cfg.batch_size / max(now - window_start, 1e-9),
+                           "images_per_s": (step - logged) * cfg.batch_size / max(now - window_start, 1e-9),
                            "time": now - start, **losses})
-                window_start = now
-            if stop.requested() or now >= deadline:
+                logged, window_start = step, now
+            if ending:
                 stopped_early = step < cfg.steps
                 break
         seconds = time.perf_counter() - start

@@ -12,6 +12,9 @@ strokes a person paints along a boundary) would vanish from the target; at S×S 
 person painted it and the gradient reaches the grid through the same interpolation the app uses. The cost is
 Q·S² values per corrected image, small next to the PartFormer.
 
+Averaging: by default over *labels* (each target group present in the batch contributes its mean), so a part that
+covers 2 % of the pixels weighs as much as the background covering 80 %; ``--unbalanced`` averages over pixels.
+
 Weight: ``DEFAULT_SUPERVISED_WEIGHT`` multiplies the supervised term next to the MPAE total (whose own weights are
 the model config's λs); override it with ``--supervised-weight``.
 """
@@ -41,14 +44,22 @@ def group_log_likelihood(log_probs: torch.Tensor, targets: torch.Tensor, groups:
     return torch.where(targets != NO_TARGET, picked, torch.zeros_like(picked))
 
 
-def supervised_loss(logits: torch.Tensor, targets: torch.Tensor, groups: SlotGroups) -> torch.Tensor:
-    """Mean −log p(target group) over the target pixels of [B, Q, h, w] logits and [B, S, S] targets (0 if none)."""
+def supervised_loss(logits: torch.Tensor, targets: torch.Tensor, groups: SlotGroups,
+                    balanced: bool = False) -> torch.Tensor:
+    """Mean −log p(target group) over the target pixels of [B, Q, h, w] logits and [B, S, S] targets (0 if none).
+
+    ``balanced`` averages each target group's mean instead, so a part covering 2 % of the pixels counts as much as
+    the background covering 80 %."""
     log_probs = upsample_logits(logits, tuple(targets.shape[-2:])).log_softmax(dim=1)
     valid = targets != NO_TARGET
     count = valid.sum()
     if int(count) == 0:
         return log_probs.sum() * 0.0  # keeps the graph (and DDP-style hooks) without a NaN
-    return -group_log_likelihood(log_probs, targets, groups).sum() / count
+    nll = -group_log_likelihood(log_probs, targets, groups)
+    if not balanced:
+        return nll.sum() / count
+    present = [g for g in targets.unique().tolist() if g != NO_TARGET]
+    return torch.stack([nll[targets == g].mean() for g in present]).mean()
 
 
 @torch.no_grad()
@@ -65,7 +76,8 @@ def agreement(logits: torch.Tensor, targets: torch.Tensor, groups: SlotGroups) -
 
 
 def refine_losses(model: MPAE, pixels: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor,
-                  groups: SlotGroups, supervised_weight: float, perceptual: nn.Module | None) -> TrainingOutput:
+                  groups: SlotGroups, supervised_weight: float, perceptual: nn.Module | None,
+                  balanced: bool = False) -> TrainingOutput:
     """MPAE losses on the whole batch plus the supervised term on its first ``len(targets)`` images.
 
     ``pixels`` are ImageNet-normalised [B, 3, S, S], ``tokens`` the cached backbone tokens [B, D, h, w] of the same
@@ -75,7 +87,7 @@ def refine_losses(model: MPAE, pixels: torch.Tensor, tokens: torch.Tensor, targe
     descriptors = model.partformer(pixels).float()
     logits = model.match(descriptors, features)
     out = model.losses_from_outputs(pixels, logits, descriptors, features, perceptual)
-    supervised = supervised_loss(logits[: targets.shape[0]], targets, groups)
+    supervised = supervised_loss(logits[: targets.shape[0]], targets, groups, balanced)
     out.losses["mpae_total"] = out.losses["total"]
     out.losses["supervised"] = supervised
     out.losses["total"] = out.losses["total"] + supervised_weight * supervised
