@@ -88,7 +88,7 @@ def test_slot_k_keeps_its_part_and_follows_the_correction(tmp_path):
     project.mark_reviewed("img_0.png")
     project.save()
 
-    assert refine(project, tmp_path / "run", "--steps", "40", "--lr", "1e-3", "--supervised-weight", "10") == 0
+    assert refine(project, tmp_path / "run", "--steps", "15", "--lr", "2e-3", "--supervised-weight", "10") == 0
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["agreement_after"] > max(result["agreement_before"], 90.0)
     refined = load_checkpoint(result["checkpoint"])
