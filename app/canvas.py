@@ -533,11 +533,11 @@ class ImageCanvas(QGraphicsView):
         if value == BACKGROUND:
             name = "background"
         elif value == IGNORE_LABEL:
-            name = "ignored"
+            name = "don't care"
         elif self._parts is not None and value - 1 < self._parts.num_parts:
             name = self._parts.display_name(value - 1)
-            if self._parts.is_ignored(value - 1):
-                name += " (ignored)"
+            if self._parts.is_background(value - 1):
+                name += " (exported as background)"
         else:
             name = f"label {value}"
         text += f" · {name}"
