@@ -131,7 +131,7 @@ class CropWorker(QThread):
     def run(self) -> None:
         req = self.request
         try:
-            project = AnnotationProject.open(req.project_dir)
+            project = AnnotationProject.open(req.project_dir, write=False)
         except MPAEError as exc:
             logger.warning("Gallery cannot open the project %s: %s", req.project_dir, exc)
             return
