@@ -103,6 +103,7 @@ class PartsModel(QAbstractTableModel):
         self._rows: list[_Row] = []
         self._counts: dict[int, int] = {}  # row slot → images (group-wide for roots)
         self._hidden: set[int] = set()  # hidden root slots
+        self.read_only = False  # the project is read-only here: the table can be looked at, not changed
 
     # ----- data source --------------------------------------------------------------------------------------------
     @property
@@ -204,7 +205,7 @@ class PartsModel(QAbstractTableModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        member = self._rows[index.row()].is_member
+        member = self._rows[index.row()].is_member or self.read_only
         if index.column() == COL_NAME and not member:
             flags |= Qt.ItemFlag.ItemIsEditable
         if index.column() == COL_BACKGROUND and not member:
@@ -274,6 +275,8 @@ class PartsModel(QAbstractTableModel):
         if parts is None or not index.isValid():
             return False
         row, col = self._rows[index.row()], index.column()
+        if self.read_only and col != COL_VISIBLE:
+            return False
         try:
             if col == COL_NAME and role == Qt.ItemDataRole.EditRole and not row.is_member:
                 name = str(value).strip()
@@ -410,6 +413,11 @@ class PartsPanel(QWidget):
     def hidden_slots(self) -> frozenset[int]:
         return self.model.hidden_slots()
 
+    def set_read_only(self, read_only: bool) -> None:
+        """Turn off renaming, recolouring, merging and background flags (hiding parts still works)."""
+        self.model.read_only = read_only
+        self._update_buttons()
+
     def set_slot_hidden(self, slot: int, hidden: bool) -> None:
         """Hide or show a part's group (emits visibilityChanged when that changes anything)."""
         self.model.set_hidden(slot, hidden)
@@ -497,6 +505,8 @@ class PartsPanel(QWidget):
     # ----- internals ----------------------------------------------------------------------------------------------
     def _apply(self, change: Any) -> bool:
         """Run a PartTable change; a refusal shows its message and changes nothing else."""
+        if self.model.read_only:
+            return False
         try:
             change()
         except ValueError as exc:
@@ -555,9 +565,11 @@ class PartsPanel(QWidget):
         parts = self.model.parts
         selected = self.selected_slots()
         groups = set() if parts is None else {parts.root(s) for s in selected}
-        self.merge_button.setEnabled(len(groups) >= 2)
-        self.unmerge_button.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
-        self.background_button.setEnabled(bool(groups))
+        editable = not self.model.read_only
+        self.merge_button.setEnabled(editable and len(groups) >= 2)
+        self.unmerge_button.setEnabled(editable and parts is not None
+                                       and any(len(parts.members(s)) > 1 for s in selected))
+        self.background_button.setEnabled(editable and bool(groups))
         self.gallery_button.setEnabled(len(groups) == 1)
 
     def _clicked(self, index: QModelIndex) -> None:
