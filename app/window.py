@@ -14,8 +14,8 @@ import numpy as np
 from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QToolBar,
-                               QVBoxLayout, QWidget)
+                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QSizePolicy,
+                               QToolBar, QVBoxLayout, QWidget)
 
 from mpae_core.annotation import AnnotationProject, FileState, ImageRecord, ImageStatus
 from mpae_core.annotation.project import find_project_dir
@@ -156,7 +156,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.read_only_banner.setFloatable(False)
         self.read_only_banner.toggleViewAction().setVisible(False)
         self.read_only_label = QLabel()
-        self.read_only_label.setWordWrap(True)
+        self.read_only_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         self.read_only_label.setStyleSheet("QLabel { background: #fef3c7; color: #78350f; padding: 6px; "
                                            "font-weight: bold; }")
         self.read_only_banner.addWidget(self.read_only_label)
@@ -233,8 +233,9 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         read_only = None if self.project is None else self.project.read_only
         title = "MPAE Annotator" if self.project is None else f"MPAE Annotator — {self.project.images_folder}"
         self.setWindowTitle(title + (" (read-only)" if read_only else ""))
-        self.read_only_label.setText(f"Read-only: {read_only}. Predicting, painting, reviewing and part changes "
-                                     "are off." if read_only else "")
+        self.read_only_label.setText(f"Read-only: {read_only}." if read_only else "")
+        self.read_only_label.setToolTip("Predicting, painting, reviewing and part changes are off while another "
+                                        "window holds this project." if read_only else "")
         self.read_only_banner.setVisible(read_only is not None)
 
     def close_project(self) -> None:
@@ -467,6 +468,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.act_predict.setEnabled(has_image and can_predict)
         self.act_predict_all.setEnabled(can_predict)
         self.act_repredict_all.setEnabled(can_predict)
+        self._explain_prediction_refusal()
         self.act_cancel.setEnabled(busy)
         self.act_export.setEnabled(has_project)
         self.act_load.setEnabled(self._load_thread is None and not busy)

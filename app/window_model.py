@@ -139,6 +139,15 @@ class ModelMixin:
         self._update_actions()
         return choice is not ModelChoice.CANCEL
 
+    def _explain_prediction_refusal(self) -> None:
+        """Disabled Predict buttons say why when the loaded model does not fit the project."""
+        for action in (self.act_predict, self.act_predict_all, self.act_repredict_all):
+            default = action.property("default_tip")
+            if default is None:
+                default = action.toolTip()
+                action.setProperty("default_tip", default)
+            action.setToolTip(self._model_refusal or default)
+
     def _model_part_table(self, keep_user_labels_of: PartTable | None = None) -> PartTable:
         """The part table the loaded model suggests; the person's own labels (painted values) are carried over."""
         info = self.session.model.info
