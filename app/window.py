@@ -33,7 +33,7 @@ from .overlay import OverlayStyle, pil_to_qimage
 from .parts_panel import PartsPanel
 from .settings import AppSettings, data_dir
 from .theme import apply_theme
-from .workers import FileCheckWorker, ModelLoadWorker, PredictionWorker, start_worker
+from .workers import FileChecker, ModelLoadWorker, PredictionWorker
 from .window_editing import EditingMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
@@ -68,9 +68,6 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self._after_load: list = []
         self._model_refusal: str | None = None  # why the loaded model may not predict into this project
         self._run_fingerprint: str | None = None  # the model of the prediction run in progress
-        self._check_thread: QThread | None = None
-        self._check_worker: FileCheckWorker | None = None
-        self._check_project: AnnotationProject | None = None
         self._actions: list[QAction] = []
         self.setWindowTitle("MPAE Annotator")
         self.setWindowIcon(icon("checkpoint"))
@@ -81,6 +78,8 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self._build_read_only_banner()
         self.saver = ProjectSaver(lambda: self.project, self)
         self.saver.failed.connect(lambda message: self.statusBar().showMessage(message, 15000))
+        self.file_checker = FileChecker(self)
+        self.file_checker.checked.connect(self._apply_file_check)
         self._status_timer = QTimer(self, interval=STATUS_REFRESH_MS, timeout=self._refresh_device_status)
         self._status_timer.start()
         self._counts_timer = QTimer(self, singleShot=True, interval=1000, timeout=self._refresh_counts)
@@ -278,18 +277,12 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
     # ================================================================================================ files on disk
     def _check_files_in_background(self) -> None:
         """Stat every annotated image off the GUI thread; the few that changed are re-checked on it and flagged."""
-        if self.project is None or self._check_thread is not None:
-            return
-        worker = FileCheckWorker(self.project.images_folder, list(self.project.records()))
-        worker.checked.connect(self._apply_file_check)
-        self._check_worker = worker
-        self._check_project = self.project
-        self._check_thread = start_worker(worker, self)
-        self._check_thread.finished.connect(self._on_check_thread_done)
+        if self.project is not None:
+            self.file_checker.check(self.project)
 
-    def _apply_file_check(self, relpaths: list[str]) -> None:
+    def _apply_file_check(self, project: AnnotationProject, relpaths: list[str]) -> None:
         changed = []
-        if self.project is not None and self.project is self._check_project:
+        if project is self.project:
             changed = self.project.check_files([r for r in relpaths if r in self.project])
             for relpath in changed:
                 self.file_model.refresh(relpath)
@@ -298,11 +291,6 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
                 self.statusBar().showMessage(f"{len(changed)} images changed or vanished on disk since they were "
                                              "annotated; see Problems.", 10000)
         self.filesChecked.emit(changed)
-
-    def _on_check_thread_done(self) -> None:
-        self._check_thread = None
-        self._check_worker = None
-        self._check_project = None
 
     def _check_shown_file(self, relpath: str) -> None:
         """One stat of the image being shown: a file replaced or deleted since its prediction is flagged."""
@@ -496,10 +484,9 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.cancel_prediction(wait=True)
         if self._load_thread is not None:
             self._load_thread.wait()
-        if self._check_thread is not None:
-            self._check_thread.wait()
         self.close_project()  # saves synchronously and releases the write lock
         self.saver.shutdown()
+        self.file_checker.shutdown()
         self.session.unload()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()

@@ -173,28 +173,33 @@ class PredictionWorker(QObject):
             self.predicted.emit(relpath, prediction, stamp)
 
 
-class FileCheckWorker(QObject):
-    """Compares many image files with their records (one stat each) off the GUI thread.
+class FileChecker(QObject):
+    """Compares many image files with their records (one stat each) on a background thread.
 
-    It gets copies of the records and reports the images whose state differs from the recorded one; the window
-    then calls ``project.check_files`` for those few on its own thread, which stats them again and records it."""
+    It gets copies of the records and reports the images whose state differs from the recorded one; the window then
+    calls ``project.check_files`` for those few on its own thread, which stats them again and records the result."""
 
-    checked = Signal(object)  # list[str]: relpaths whose FileState differs from their record's
-    done = Signal()
+    checked = Signal(object, object)  # the project checked, list[str] of relpaths whose FileState differs
 
-    def __init__(self, folder: Path, records: Sequence) -> None:
-        super().__init__()
-        self.folder = Path(folder)
-        self.records = [r for r in records if r.has_prediction or r.has_edits]
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpae-file-check")
 
-    @Slot()
-    def run(self) -> None:
+    def check(self, project) -> None:
+        """Queue a check of every annotated image of ``project`` (the project itself is not touched there)."""
+        records = [r for r in project.records() if r.has_prediction or r.has_edits]
+        self._executor.submit(self._compare, project, Path(project.images_folder), records)
+
+    def _compare(self, project, folder: Path, records: list) -> None:
         differing: list[str] = []
         try:
-            for record in self.records:
-                state: FileState = compare_file(self.folder / record.relpath, record)
+            for record in records:
+                state: FileState = compare_file(folder / record.relpath, record)
                 if state is not record.file_state:
                     differing.append(record.relpath)
         finally:
-            self.checked.emit(differing)
-            self.done.emit()
+            self.checked.emit(project, differing)
+
+    def shutdown(self) -> None:
+        """Wait for a check under way (stats only) and stop the thread."""
+        self._executor.shutdown(wait=True)

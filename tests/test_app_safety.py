@@ -17,12 +17,7 @@ from mpae_core.annotation import AnnotationProject, FileState, ImageStatus
 from mpae_core.annotation.records import file_stamp
 from mpae_core.checkpoint import model_fingerprint, save_checkpoint
 from test_app_window import ARTIFACTS, load, make_folder, predict_all
-
-
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+from test_app_window import private_settings, window  # noqa: F401 (fixtures: settings in tmp_path, a shown window)
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +37,6 @@ def models(tmp_path_factory) -> dict[str, Path]:
                                          provenance={"lineage": [model_fingerprint(a)]})
     paths["k6"] = save_checkpoint(tiny_model(seed=3, num_parts=6), folder / "k6.safetensors", embed_backbone=True)
     return paths
-
-
-@pytest.fixture
-def window(qtbot):
-    from app.settings import AppSettings
-    from app.window import MainWindow
-
-    win = MainWindow(AppSettings(batch_size=2))
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    yield win
-    win.close()
 
 
 class DialogAnswers:
