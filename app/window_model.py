@@ -54,8 +54,7 @@ class ModelMixin:
         worker.loaded.connect(self._on_model_loaded)
         worker.failed.connect(self._on_model_failed)
         self._load_worker = worker  # PySide deletes an unreferenced QObject, and its run would never start
-        self._load_thread = start_worker(worker, self)
-        self._load_thread.finished.connect(self._on_load_thread_done)
+        self._load_thread = start_worker(worker, self, on_finished=self._on_load_thread_done)
         self._update_actions()
         return True
 
@@ -267,8 +266,7 @@ class ModelMixin:
         self.rate_label.setText("starting…")
         for widget in (self.progress, self.rate_label, self.cancel_button):
             widget.show()
-        self._predict_thread = start_worker(worker, self)
-        self._predict_thread.finished.connect(self._on_predict_thread_done)
+        self._predict_thread = start_worker(worker, self, on_finished=self._on_predict_thread_done)
         self._update_actions()
 
     def cancel_prediction(self, wait: bool = False) -> None:

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
@@ -27,8 +27,10 @@ from .model_session import LoadRequest, ModelIdentity, ModelSession
 logger = logging.getLogger(__name__)
 
 
-def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
-    """Run ``worker.run`` in a new QThread that quits and cleans up when the worker emits ``done``."""
+def start_worker(worker: QObject, parent: QObject | None = None,
+                 on_finished: Callable[[], None] | None = None) -> QThread:
+    """Run ``worker.run`` in a new QThread that quits and cleans up when the worker emits ``done``; ``on_finished``
+    is connected before the thread starts (a worker that fails at once could otherwise finish unnoticed)."""
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
@@ -36,6 +38,8 @@ def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
     worker.done.connect(thread.quit, Qt.DirectConnection)
     thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
+    if on_finished is not None:
+        thread.finished.connect(on_finished)
     thread.start()
     return thread
 
