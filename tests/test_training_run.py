@@ -202,3 +202,43 @@ def test_a_stop_signal_to_the_whole_process_group_with_loader_workers_stops_clea
     assert "Traceback" not in err and "Stopped; resume with --resume." in err
     assert main(["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(run), "--resume",
                  "--max-steps", "1", *FAST]) == 0
+
+
+# A dataset whose images all fail to load with an error the CLI does not expect, in the loader's worker processes
+# (forked, so they inherit the patch), as a malformed dataset entry would.
+WORKER_FAILURE = """
+import multiprocessing, sys
+multiprocessing.set_start_method("fork", force=True)
+import training.data.base as base
+def broken(self, index):
+    raise TypeError("injected worker failure")
+base.ImageDataset.load = broken
+from training.run import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_worker_error_ends_the_command_with_one_sentence(synthetic_root, tmp_path, command):
+    """It used to print the traceback and then hang at exit: the workers ignore SIGTERM, which multiprocessing's
+    exit handler sends them before waiting."""
+    from conftest import tiny_model
+    from mpae_core.checkpoint import save_checkpoint
+
+    if command == "train":
+        args = ["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(tmp_path / "run"),
+                "--epochs", "1", *FAST]
+        args[args.index("--workers") + 1] = "2"
+    else:
+        checkpoint = save_checkpoint(tiny_model(image_size=56), tmp_path / "tiny.safetensors", embed_backbone=True)
+        args = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--data-root", str(synthetic_root),
+                "--device", "cpu", "--batch-size", "2", "--workers", "2", "--quiet"]
+    try:
+        done = subprocess.run([sys.executable, "-c", WORKER_FAILURE, *args], capture_output=True, text=True,
+                              timeout=120, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`training.run {command}` did not exit after a worker error: {exc.stderr!r:.2000}")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith("error: ") and "injected worker failure" in last and ".JPEG" in last, last
