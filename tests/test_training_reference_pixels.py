@@ -247,3 +247,15 @@ def test_any_failure_of_a_sample_names_its_file(tmp_path, monkeypatch):
     with pytest.raises(DatasetEntryError, match=r"sample 0 \(.*n01_1\.JPEG\).*IndexError") as info:
         ds[0]
     assert "\n" not in str(info.value)
+
+
+# --- the other OpenCV step of the reference's evaluation: PartImageNet's ground truth, INTER_NEAREST to 128×128 ------
+@pytest.mark.parametrize("height,width", [(40, 60), (128, 128), (375, 500), (501, 333), (61, 97), (1, 7), (255, 129)])
+def test_ground_truth_nearest_resize_is_opencvs(height, width):
+    from training.metrics import resize_nearest
+
+    labels = np.random.default_rng(height * width).integers(0, 41, (height, width)).astype(np.int64)
+    for size in (128, (64, 32)):
+        expected = cv2.resize(labels, size if isinstance(size, tuple) else (size, size),
+                              interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(resize_nearest(labels, size), expected)

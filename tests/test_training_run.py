@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import socket
 import subprocess
 import sys
@@ -218,7 +219,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 @pytest.mark.parametrize("command", ["train", "eval"])
 def test_a_worker_error_ends_the_command_with_one_sentence(synthetic_root, tmp_path, command):
     """It used to print the traceback and then hang at exit: the workers ignore SIGTERM, which multiprocessing's
@@ -242,3 +243,37 @@ def test_a_worker_error_ends_the_command_with_one_sentence(synthetic_root, tmp_p
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert last.startswith("error: ") and "injected worker failure" in last and ".JPEG" in last, last
+
+
+class _Failing(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        if index == 5:
+            from mpae_core.images import ImageLoadError
+
+            raise ImageLoadError("/data/x.jpg", "the file is truncated")
+        if index == 7:
+            raise TypeError("'NoneType' object is not iterable")
+        return index
+
+
+@pytest.mark.parametrize("start,expected", [
+    (4, "Cannot read '/data/x.jpg': the file is truncated; re-export or remove it."),
+    (6, "A data-loading worker process failed (TypeError: 'NoneType' object is not iterable); run with --workers 0 "
+        "for the full traceback."),
+])
+def test_worker_batches_reports_a_worker_error_in_one_sentence_and_stops_the_workers(start, expected):
+    from torch.utils.data import DataLoader, Subset
+
+    from mpae_core.worker_signals import DataWorkerError, ignore_stop_signals, worker_batches
+
+    loader = DataLoader(Subset(_Failing(), range(start, 8)), batch_size=1, num_workers=1,
+                        worker_init_fn=ignore_stop_signals)
+    batches = worker_batches(loader)
+    assert next(batches).tolist() == [start]
+    with pytest.raises(DataWorkerError) as info:
+        next(batches)
+    assert str(info.value) == expected
+    assert not multiprocessing.active_children()  # shut down, not left for the exit handler
