@@ -184,7 +184,8 @@ class CelebADataset(ImageDataset):
 
     As the reference, every image is decoded and first squashed to S×S by OpenCV (``cv2.resize``, bilinear on
     uint8, no antialias; ``presize`` overrides S), then transformed.  Landmarks are in the pixel frame of the file;
-    they are divided by its width/height and scaled to S (x/W·S in float64, the reference's arithmetic).  Eval extras: 'keypoints' [5, 2] (L-eye, R-eye, nose, L-mouth, R-mouth), 'visible' [5] (all true).
+    they are divided by its width/height and scaled to S (x/W·S in float64, the reference's arithmetic).  Eval
+    extras: 'keypoints' [5, 2] (L-eye, R-eye, nose, L-mouth, R-mouth), 'visible' [5] (all true).
     Splits: 'train' (cele_train_lm.txt), 'test' (MAFL_test_lm.txt), 'mafl_train' (MAFL_train_lm.txt, for the NME
     regression fit).
     """
