@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -459,6 +460,28 @@ def test_batch_runs_without_qt_or_a_display(checkpoint, tmp_path):
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "1 images: 1 done" in done.stdout
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_decoding_worker_error_ends_the_run_with_one_sentence(checkpoint, tmp_path):
+    """A failure in a decoding worker process outside the per-file handling (forked workers inherit the patch):
+    exit 2 with one line within seconds, not a traceback and a hang (the workers ignore SIGTERM)."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    _noise(np.random.default_rng(6), 24, 24).save(images / "x.jpg")
+    code = ("import multiprocessing, sys; multiprocessing.set_start_method('fork', force=True); "
+            "import mpae_core.batch.decode as decode; from app.main import main\n"
+            "def broken(self, i): raise TypeError('injected worker failure')\n"
+            "decode.ImageDataset.__getitem__ = broken\n"
+            f"sys.exit(main(['batch', {str(images)!r}, '--checkpoint', {str(checkpoint)!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--workers', '2', '--device', 'cpu']))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"batch did not exit after a worker error: {exc.stderr!r:.2000}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "TypeError: injected worker failure" in last and "--workers 0" in last
 
 
 def test_authors_pth_checkpoint(official_celeba_path, tmp_path):

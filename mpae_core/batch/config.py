@@ -18,7 +18,8 @@ DONE_STATUSES = (OK, SKIPPED)  # what a re-run may skip (skipped = finished by a
 
 
 class BatchUsageError(MPAEError):
-    """The run cannot start (bad folder, option or device): the CLI exits with code 2."""
+    """The run cannot start (bad folder, option or device) or cannot go on (a decoding worker process failed): the
+    CLI exits with code 2."""
 
 
 # ----- configuration and results ------------------------------------------------------------------------------------

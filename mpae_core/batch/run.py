@@ -17,6 +17,7 @@ from ..annotation.parts import PartTable
 from ..checkpoint import load_checkpoint
 from ..inference import Predictor
 from ..resize import matches_installed_pillow
+from ..worker_signals import DataWorkerError, worker_batches
 from .config import (CACHE_DIR, CANCELLED, ERROR, OK, SKIPPED, BatchConfig, BatchProgress, BatchReport,
                      BatchUsageError, ImageResult, ProgressCallback)
 from .decode import make_loader, model_input
@@ -88,8 +89,9 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
             for index, result in zip(indices, future.result()):
                 tally.add(index, result)
 
+    batches = worker_batches(loader)
     try:
-        for batch in loader:
+        for batch in batches:
             if cancel is not None and cancel.is_set():
                 stopped = True
                 break
@@ -107,7 +109,10 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
     except KeyboardInterrupt:
         logger.warning("Interrupted; finishing the images already predicted.")
         stopped = True
+    except DataWorkerError as exc:  # the CLI reports usage errors in one line and exits 2
+        raise BatchUsageError(str(exc)) from None
     finally:
+        batches.close()  # the decoding workers stop now, however the loop ended
         collect(block=True)
     return stopped
 
