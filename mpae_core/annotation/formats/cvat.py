@@ -46,7 +46,8 @@ class CvatWriter:
     def add(self, image: ExportImage) -> list[Path]:
         parts = []
         for polygon in image.polygons:
-            points = ";".join(f"{x:.2f},{y:.2f}" for x, y in polygon.edges.tolist())
+            flat = polygon.edges.ravel().tolist()
+            points = ";".join(["%.2f,%.2f"] * (len(flat) // 2)) % tuple(flat)
             parts.append(f"    <polygon label={quoteattr(self.name_of[polygon.index])} source=\"auto\" "
                          f"occluded=\"0\" points=\"{points}\" z_order=\"0\">\n    </polygon>\n")
         self._file.write(f"  <image id=\"{self.count}\" name={quoteattr(image.relpath)} width=\"{image.width}\" "

@@ -34,7 +34,7 @@ class LabelmeWriter:
         path = self.root / f"{image.stem}.json"
         shapes: list[dict[str, Any]] = [{
             "label": self.name_of[polygon.index],
-            "points": polygon.centres.astype(float).tolist(),
+            "points": polygon.centres.tolist(),  # whole pixel centres: labelme reads ints and floats alike
             "group_id": None,
             "description": "",
             "shape_type": "polygon",

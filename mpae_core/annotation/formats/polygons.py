@@ -110,7 +110,7 @@ def _boundary_edges(values: np.ndarray, wanted: np.ndarray) -> _Edges:
     )
     parts = []
     for neighbour, (ox, oy), (dx, dy) in sides:
-        ry, rx = np.nonzero(keep & (inner != neighbour))
+        ry, rx = np.divmod(np.flatnonzero(keep & (inner != neighbour)), inner.shape[1])
         n = rx.size
         parts.append((rx + 1 + ox, ry + 1 + oy, np.full(n, dx), np.full(n, dy), inner[ry, rx]))
     columns = [np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(5)]

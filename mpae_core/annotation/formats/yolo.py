@@ -50,8 +50,8 @@ class YoloWriter:
         scale = np.array([image.width, image.height], dtype=np.float64)
         lines = []
         for polygon in image.polygons:
-            xy = (polygon.centres + 0.5) / scale
-            lines.append(f"{self.class_of[polygon.index]} " + " ".join(f"{v:.6f}" for v in xy.ravel().tolist()))
+            xy = ((polygon.centres + 0.5) / scale).ravel().tolist()
+            lines.append(f"{self.class_of[polygon.index]} " + " ".join(["%.6f"] * len(xy)) % tuple(xy))
         label_path = self.root / "labels" / f"{image.stem}.txt"
         atomic_write_bytes(label_path, ("\n".join(lines) + "\n" if lines else "").encode("ascii"))
         suffix = PurePosixPath(image.relpath).suffix
