@@ -370,12 +370,17 @@ def test_rerun_skips_finished_images_and_keeps_coco_complete(first_run, folder, 
     assert_coco_matches_masks(out, report)
 
 
-def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
-    images = tmp_path / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(1)
+def three_images(folder: Path, seed: int) -> Path:
+    """im0..im2.png, 20-22 x 30 noise, in ``folder``."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
     for i in range(3):
-        _noise(rng, 20 + i, 30).save(images / f"im{i}.png")
+        _noise(rng, 20 + i, 30).save(folder / f"im{i}.png")
+    return folder
+
+
+def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
+    images = three_images(tmp_path / "imgs", seed=1)
     out = tmp_path / "out"
     assert main(["batch", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--format", "png",
                  "--workers", "0"]) == 0
@@ -391,11 +396,7 @@ def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
 def test_yolo_labelme_cvat_voc_and_coco_polygons_come_from_the_masks(checkpoint, tmp_path):
     """Derived formats: written at the end through the app's exporter from the PNG masks (written even without
     'png'), and rebuilt by a re-run that skips every image."""
-    images = tmp_path / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(3):
-        _noise(rng, 20 + i, 30).save(images / f"im{i}.png")
+    images = three_images(tmp_path / "imgs", seed=2)
     out = tmp_path / "out"
     args = ["batch", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0",
             "--format", "coco,yolo,labelme,cvat,voc", "--coco-style", "polygons"]

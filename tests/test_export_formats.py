@@ -170,7 +170,7 @@ def test_yolo_layout_classes_and_links(tmp_path, dataset):
         assert link.read_bytes() == (photos / relpath).read_bytes()
         lines = (root / "labels" / f"{stem}.txt").read_text().splitlines()
         indices = maps[relpath]
-        expected = [p for p in part_polygons(indices)]
+        expected = part_polygons(indices)
         assert len(lines) == len(expected)
         h, w = indices.shape
         for line, polygon in zip(lines, expected):

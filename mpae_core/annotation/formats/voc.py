@@ -40,7 +40,7 @@ def distinct_colors(labels: Sequence[ExportLabel]) -> dict[int, tuple[int, int, 
         step = 0
         while (r, g, b) in used:
             step += 1
-            r, g, b = (label.color[0] + step) % 256, (label.color[1] + 7 * step) % 256, (label.color[2] + 13 * step) % 256
+            r, g, b = ((c + k * step) % 256 for c, k in zip(label.color, (1, 7, 13)))
         if step:
             logger.info("VOC export: label '%s' gets colour %s; its own is taken", label.name, (r, g, b))
         used.add((r, g, b))

@@ -81,8 +81,8 @@ class YoloWriter:
 
     def close(self) -> list[Path]:
         names = "\n".join(f"  {i}: {json.dumps(label.name, ensure_ascii=False)}" for i, label in enumerate(self.labels))
-        text = ("# YOLO segmentation dataset exported by MPAE Annotator. No 'path': Ultralytics resolves train and val\n"
-                "# against this file's folder, so the folder can be moved as it is.\n"
+        text = ("# YOLO segmentation dataset exported by MPAE Annotator. No 'path': Ultralytics resolves train\n"
+                "# and val against this file's folder, so the folder can be moved as it is.\n"
                 f"train: images\nval: images\nnc: {len(self.labels)}\nnames:\n{names}\n")
         return [atomic_write_bytes(self.root / "data.yaml", text.encode("utf-8"))]
 
