@@ -10,7 +10,8 @@ a zero-width cut (YOLO has one polygon per instance); ignored pixels (255) and i
 image without parts gets an empty file, which Ultralytics reads as a background image).
 
 ``images/`` holds a symbolic link to each photo (absolute target), or a copy where the OS refuses links (Windows
-without developer mode), so Ultralytics finds ``labels/`` beside ``images/``. Files are named after the image's
+without developer mode), so Ultralytics finds ``labels/`` beside ``images/`` (photos in formats it cannot read, GIF
+or PPM/PGM, are linked too, and Ultralytics reports them). Files are named after the image's
 unique export name, so a.jpg and a.png keep separate labels. ``data.yaml`` names the classes and points train and
 val at ``images``; it has no ``path``, so Ultralytics resolves both against the YAML's own folder and the dataset
 can be moved or copied to another machine as it is. It is written last, so an export that was cancelled or failed
