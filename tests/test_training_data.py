@@ -261,7 +261,7 @@ def test_celeba_landmarks_scaled_from_the_file_frame(celeba_root):
 
 
 def test_celeba_squashes_with_opencv_first_and_reads_mafl_train(celeba_root):
-    import cv2
+    from training.data.reference_pixels import cv2  # without its side effect on Qt
 
     ds = CelebADataset(celeba_root, "mafl_train", 224, train=False)
     assert [f.name for f in ds.files] == ["000003.jpg"]

@@ -9,9 +9,12 @@ width/height"; §4.1 "normalised by x/S·2−1, grid_sample (nearest, align_corn
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import cv2
+from training.data.reference_pixels import cv2  # imported without its side effect on Qt
 import numpy as np
 import pytest
 import torch
@@ -259,3 +262,15 @@ def test_ground_truth_nearest_resize_is_opencvs(height, width):
         expected = cv2.resize(labels, size if isinstance(size, tuple) else (size, size),
                               interpolation=cv2.INTER_NEAREST)
         assert np.array_equal(resize_nearest(labels, size), expected)
+
+
+def test_importing_opencv_leaves_qt_plugin_paths_alone():
+    """OpenCV's GUI build (installed by Ultralytics over the headless one) would point Qt at its own plugins."""
+    code = ("import os; import training.data.reference_pixels; "
+            "print(os.environ.get('QT_QPA_PLATFORM_PLUGIN_PATH'), os.environ.get('QT_QPA_FONTDIR'))")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT_QPA_")}
+    env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "None"]
