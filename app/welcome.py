@@ -132,7 +132,8 @@ class WelcomePanel(QWidget):
         self.no_recent.setVisible(not folders)
         if folders:  # as tall as its rows (at most MAX_RECENT_ROWS): no empty box under two folders
             rows = min(len(folders), MAX_RECENT_ROWS)
-            self.recent_list.setFixedHeight(rows * self.recent_list.sizeHintForRow(0) + 2 * self.recent_list.frameWidth())
+            frame = 2 * self.recent_list.frameWidth()
+            self.recent_list.setFixedHeight(rows * self.recent_list.sizeHintForRow(0) + frame)
 
     def recent_folders(self) -> list[str]:
         return [self.recent_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.recent_list.count())]

@@ -34,8 +34,8 @@ from .settings import AppSettings, data_dir
 from .theme import apply_theme
 from .welcome import WelcomePanel
 from .workers import ModelLoadWorker, PredictionWorker
-from .window_first_hour import FirstHourMixin
 from .window_editing import EditingMixin
+from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
 
@@ -342,7 +342,8 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         dialog.exec()
 
     def show_shortcuts(self) -> None:
-        dialogs.ShortcutsDialog(self._actions, self, sections={"parts list": self.parts_panel.shortcut_actions()}).exec()
+        panels = {"parts list": self.parts_panel.shortcut_actions()}
+        dialogs.ShortcutsDialog(self._actions, self, sections=panels).exec()
 
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme

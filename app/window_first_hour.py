@@ -54,6 +54,8 @@ class FirstHourMixin:
 
     def _project_closed(self) -> None:
         self.gallery.clear()
+        with QSignalBlocker(self.act_subfolders):  # back to what a folder opened for the first time gets
+            self.act_subfolders.setChecked(self.settings.include_subfolders)
         self.welcome.set_recent(self.settings.recent_folders)
         self.central_stack.setCurrentWidget(self.welcome)
         self._refresh_counts()

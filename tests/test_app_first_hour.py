@@ -15,6 +15,7 @@ from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QIcon, QImage, QPa
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMenu, QPushButton  # noqa: E402
 
+from app.file_list import RelpathRole, StatusRole  # noqa: E402
 from conftest import make_predicted_project  # noqa: E402
 from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 
@@ -239,7 +240,7 @@ def test_parts_panel_context_menu_acts_on_the_clicked_part(qtbot, window, predic
 def test_image_list_context_menu(qtbot, window, predicted_folder):
     assert window.open_folder(predicted_folder)
     index = window.file_filter.index(2, 0)
-    relpath = index.data(Qt.UserRole + 2)
+    relpath = index.data(RelpathRole)
     shown = _right_click(window.file_view.viewport(), window.file_view.visualRect(index).center())
     assert {"Open", "Predict this image", "Reviewed", "Show in file manager", "Copy path"} <= set(shown)
     menu = window.image_menu(relpath)
@@ -314,8 +315,6 @@ def test_welcome_buttons_open_load_and_start_the_demo(qtbot, window, monkeypatch
 
 # ----- 6. sorting by confidence ----------------------------------------------------------------------------------
 def test_image_list_sorts_least_sure_first_and_by_status(qtbot, window, predicted_folder):
-    from app.file_list import ConfidenceRole, RelpathRole
-
     project = AnnotationProject.open(predicted_folder)
     project.add_image("zz_new.png")
     _images(predicted_folder, ["zz_new.png"])
@@ -332,7 +331,7 @@ def test_image_list_sorts_least_sure_first_and_by_status(qtbot, window, predicte
     window.file_model.refresh(order()[0])
     window.sort_combo.setCurrentIndex(window.sort_combo.findData("status"))
     assert order()[0] == "zz_new.png" and window.file_filter.index(len(names) - 1, 0).data(
-        Qt.UserRole + 1) == ImageStatus.REVIEWED.value
+        StatusRole) == ImageStatus.REVIEWED.value
     window.sort_combo.setCurrentIndex(window.sort_combo.findData("name"))
     assert order() == names
 
