@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .errors import CheckpointError
+from .errors import CheckpointError, brief_error
 
 
 def read_state_dict(
@@ -38,7 +38,7 @@ def read_state_dict(
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise error(
-                f"Cannot read {what} '{path}': the safetensors file is truncated or corrupt ({_brief(exc)}); "
+                f"Cannot read {what} '{path}': the safetensors file is truncated or corrupt ({brief_error(exc)}); "
                 "download or export it again."
             ) from exc
     try:
@@ -49,11 +49,11 @@ def read_state_dict(
                 f"Cannot read {what} '{path}': it contains Python objects other than tensors, which are refused "
                 "for safety; re-save it as a plain state_dict."
             ) from exc
-        raise error(f"Cannot read {what} '{path}': the file is corrupt ({_brief(exc)}); download it again.") from exc
+        raise error(f"Cannot read {what} '{path}': the file is corrupt ({brief_error(exc)}); download it again.") from exc
     except Exception as exc:  # torch.load raises many types for bytes that are not a checkpoint
         raise error(
             f"Cannot read {what} '{path}': the file is truncated or not a PyTorch/safetensors checkpoint "
-            f"({_brief(exc)}); download it again."
+            f"({brief_error(exc)}); download it again."
         ) from exc
     for key in ("state_dict", "model"):  # common wrappers around a state_dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -61,12 +61,6 @@ def read_state_dict(
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise error(f"Cannot read {what} '{path}': it does not hold a state_dict of tensors.")
     return state
-
-
-def _brief(exc: BaseException, limit: int = 90) -> str:
-    """The first sentence of a library's error message, short enough to sit inside ours."""
-    text = str(exc).strip().split(". ")[0].split("\n")[0].rstrip(".") or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ----- what a file is, when it is not weights -------------------------------------------------------------------
