@@ -20,7 +20,8 @@ from PySide6.QtGui import QColor, QPalette  # noqa: E402
 
 from app.export_dialog import ExportDialog  # noqa: E402
 from app.loss_plot import LossPlot, log_ticks, nice_ticks  # noqa: E402
-from app.train_dialog import TrainDialog, _LineSplitter, read_new_records  # noqa: E402
+from app.train_dialog import TrainDialog  # noqa: E402
+from app.training_output import LineSplitter, read_new_records  # noqa: E402
 from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -102,7 +103,7 @@ def test_read_new_records_handles_partial_and_malformed_lines(tmp_path):
 
 
 def test_line_splitter_keeps_progress_bars_out_of_the_log():
-    splitter = _LineSplitter()
+    splitter = LineSplitter()
     assert splitter.feed(b"first line\nsecond ") == ["first line"]
     assert splitter.feed(b"line\r\n\repoch 1:  10%|#") == ["second line"]
     assert splitter.transient == "epoch 1:  10%|#"
@@ -142,6 +143,9 @@ FAKE_TRAINER = textwrap.dedent('''
             time.sleep(0.05)
     if mode == "fail":
         print("error: the data folder has no images; choose another.", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if mode == "no-vgg":
+        print("error: " + os.environ["FAKE_ERROR"], file=sys.stderr, flush=True)
         sys.exit(1)
 
     with (out / "metrics.jsonl").open("a") as f:
@@ -225,10 +229,12 @@ def test_train_dialog_runs_a_fake_trainer(qtbot, tmp_path, fake_trainer):
         pass
     assert finished.args == [0]
     assert not dialog.is_running()
-    # every complete train record reached the plot; eval records went to the log, not the plot
+    # every complete train record reached the plot; eval records went to the log and their own plot
     assert dialog.plot.point_count("total") == 8
     assert dialog.plot.series("total")[0] == [float(s) for s in range(1, 9)]
     assert "nmi" not in dialog.plot.series_names()
+    assert dialog.eval_plot.series("nmi") == ([4.0, 8.0], [44.0, 48.0])
+    assert dialog.eval_plot.isVisible() and dialog.eval_plot.drawn_series() == ["nmi"]
     log = dialog.log_view.toPlainText()
     assert "fake trainer args: train --preset folder" in log
     assert "evaluation after epoch 2: nmi 48.00" in log
@@ -433,3 +439,65 @@ def test_export_dialog_reports_an_unwritable_folder(qtbot, tmp_path, predicted_p
     assert str(blocker) in message and "choose a folder you can write to" in message
     assert dialog.result() is None
     assert dialog.export_button.isEnabled()
+
+
+def test_train_dialog_weights_fields_come_from_the_app_and_go_to_the_command(qtbot, tmp_path, fake_trainer):
+    from app.settings import AppSettings
+
+    backbone = tmp_path / "dinov2.safetensors"
+    backbone.write_bytes(b"weights")
+    settings = AppSettings(backbone_weights=str(backbone))
+    dialog = _dialog(qtbot, tmp_path, fake_trainer, settings=settings)
+    assert dialog.backbone_field.text() == str(backbone) and dialog.vgg_field.text() == ""
+    command = dialog.command()
+    assert command[command.index("--backbone-weights") + 1] == str(backbone)
+    assert "--vgg-weights" not in command
+    dialog.vgg_field.edit.setText(str(tmp_path / "missing-vgg.safetensors"))
+    assert not dialog.start()
+    assert "VGG-19 weights file" in dialog.error_label.text() and "does not exist" in dialog.error_label.text()
+    vgg = tmp_path / "vgg19.safetensors"
+    vgg.write_bytes(b"weights")
+    dialog.vgg_field.edit.setText(str(vgg))
+    assert "--vgg-weights" in dialog.command_edit.text()
+    with qtbot.waitSignal(dialog.trainingFinished, timeout=15000):
+        assert dialog.start()
+    assert settings.vgg_weights == str(vgg)  # remembered for the next time
+    assert f"--vgg-weights {vgg}" in dialog.log_view.toPlainText()
+
+
+def test_train_dialog_words_missing_weights_in_its_own_terms(qtbot, tmp_path, fake_trainer):
+    from mpae_core.errors import BackboneWeightsError
+    from mpae_core.perceptual import MISSING_VGG
+
+    cli = str(BackboneWeightsError.for_missing(MISSING_VGG.because("offline mode: HF_HUB_OFFLINE is set")))
+    dialog = _dialog(qtbot, tmp_path, fake_trainer, mode="no-vgg")
+    dialog._extra_env["FAKE_ERROR"] = cli
+    dialog.show()
+    with qtbot.waitSignal(dialog.trainingFinished, timeout=10000) as finished:
+        dialog.start()
+    assert finished.args == [1]
+    status = dialog.status_label.text()
+    assert "The VGG-19 weights (vgg19.tv_in1k) are not on this machine" in status
+    assert "choose it in 'VGG-19 weights' above" in status and "https://huggingface.co/timm/vgg19.tv_in1k" in status
+    assert "--vgg-weights" not in status and "MPAE_VGG_WEIGHTS" not in status
+    assert dialog.vgg_field.edit.hasFocus()
+    assert cli in dialog.log_view.toPlainText()  # the log keeps what the trainer said
+
+
+def test_loading_a_model_without_its_backbone_speaks_of_the_app_not_of_flags(qtbot, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from app.model_session import LoadRequest
+    from app.workers import ModelLoadWorker
+    from conftest import tiny_model
+    from mpae_core.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("MPAE_BACKBONE_WEIGHTS", raising=False)
+    light = save_checkpoint(tiny_model(), tmp_path / "light.safetensors")
+    worker = ModelLoadWorker(LoadRequest(light, device="cpu"))
+    failed = []
+    worker.failed.connect(lambda kind, message, request: failed.append((kind, message)))
+    worker.run()
+    assert failed == [("backbone", "The DINOv2 backbone weights (vit_small_patch14_reg4_dinov2) are not on this "
+                                   "machine and could not be downloaded (offline mode: HF_HUB_OFFLINE is set).")]
