@@ -345,7 +345,8 @@ def test_export_dialog_writes_png_and_coco(qtbot, tmp_path, predicted_project):
     dialog.show()
     plain = ExportDialog(predicted_project)
     qtbot.addWidget(plain)
-    assert plain.out_dir() == predicted_project.images_folder / "export"
+    images = predicted_project.images_folder
+    assert plain.out_dir() == images.parent / f"{images.name}-labels"  # beside the photos, not among them
     _export(qtbot, dialog)
     result = dialog.result()
     assert result is not None and result.images == 6
@@ -360,6 +361,81 @@ def test_export_dialog_writes_png_and_coco(qtbot, tmp_path, predicted_project):
     dialog.open_folder()  # harmless offscreen
     qtbot.wait(50)
     _save_screenshot(dialog, "export_dialog.png")
+
+
+def test_export_dialog_asks_before_replacing_an_earlier_export_and_removes_its_leftovers(qtbot, tmp_path,
+                                                                                       predicted_project, monkeypatch):
+    import os
+
+    out = tmp_path / "labels"
+    asked = []
+    monkeypatch.setattr(ExportDialog, "ask_overwrite", lambda self, check: asked.append(check) or "overwrite")
+    first = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(first)
+    old_umask = os.umask(0o022)
+    try:
+        _export(qtbot, first)
+    finally:
+        os.umask(old_umask)
+    assert asked == [] and len(list((out / "masks").glob("*.png"))) == 6
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o644}, modes  # normal permissions, not mkstemp's 0600
+    (out / "my-notes.txt").write_text("not the export's")
+
+    relpath = predicted_project.relpaths()[2]
+    predicted_project.mark_reviewed(relpath)
+    second = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(second)
+    second.reviewed_radio.setChecked(True)
+    _export(qtbot, second)
+    assert [check.state.value for check in asked] == ["export"]
+    assert "holds an earlier export of 6 images" in asked[0].question()
+    assert [p.name for p in (out / "masks").glob("*.png")] == [Path(relpath).with_suffix(".png").name]
+    assert len(json.loads((out / "coco.json").read_text())["images"]) == 1
+    assert (out / "my-notes.txt").read_text() == "not the export's"
+    assert "Deleted 5 files of the earlier export" in second.message_label.text()
+
+
+def test_export_dialog_cancel_or_another_folder_leaves_the_folder_alone(qtbot, tmp_path, predicted_project,
+                                                                        monkeypatch):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.pdf").write_bytes(b"%PDF")
+    dialog = ExportDialog(predicted_project, default_out_dir=busy)
+    qtbot.addWidget(dialog)
+    monkeypatch.setattr(ExportDialog, "ask_overwrite", lambda self, check: "cancel")
+    assert not dialog.start_export()
+    assert sorted(p.name for p in busy.iterdir()) == ["thesis.pdf"]
+    assert "Nothing was exported" in dialog.message_label.text()
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setattr(ExportDialog, "ask_overwrite", lambda self, check: "choose")
+    monkeypatch.setattr(ExportDialog, "_browse", lambda self: self.out_edit.setText(str(elsewhere)) or True)
+    with qtbot.waitSignal(dialog.ended, timeout=20000) as ended:
+        assert dialog.start_export()
+    assert ended.args == ["done"] and dialog.out_dir() == elsewhere
+    assert len(list((elsewhere / "masks").glob("*.png"))) == 6
+    assert sorted(p.name for p in busy.iterdir()) == ["thesis.pdf"]
+    # the image folder itself is refused outright
+    dialog.out_edit.setText(str(predicted_project.images_folder))
+    assert not dialog.start_export()
+    assert "is the image folder itself" in dialog.message_label.text()
+
+
+def test_export_dialog_overwrite_question_screenshot(qtbot, tmp_path, predicted_project):
+    from mpae_core.annotation.export_folder import check_export_folder
+
+    out = tmp_path / "labels"
+    dialog = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(dialog)
+    _export(qtbot, dialog)
+    box, buttons = dialog.overwrite_question(check_export_folder(out))
+    assert box.windowTitle() == "Replace the earlier export?"
+    assert [buttons[a].text() for a in ("overwrite", "choose")] == ["Overwrite", "Choose another folder…"]
+    assert box.defaultButton() is buttons["choose"]
+    box.show()
+    qtbot.wait(50)
+    _save_screenshot(box, "export_overwrite_question.png")
+    box.close()
 
 
 def test_export_dialog_needs_a_format(qtbot, predicted_project):
