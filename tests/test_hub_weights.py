@@ -150,35 +150,35 @@ def test_cached_weights_load_without_asking_the_network(tmp_path, hub):
     assert server.connections == 0  # timm's pretrained=True asked the hub first, five times with back-off
 
 
-def test_offline_mode_fails_at_once_with_the_facts(hub, monkeypatch):
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    server = _CountingServer("close")
+def _failure_against(hub, behaviour: str) -> tuple[int, BackboneWeightsError]:
+    """Resolve the tiny backbone with a counting server as the hub: (connections it saw, the error raised)."""
+    server = _CountingServer(behaviour)
     hub(server.url)
     try:
         with pytest.raises(BackboneWeightsError) as info:
             resolve_backbone(NAME, 112, **KWARGS)
     finally:
         server.close()
-    assert server.connections == 0
-    missing = info.value.missing
+    return server.connections, info.value
+
+
+def test_offline_mode_fails_at_once_with_the_facts(hub, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    connections, error = _failure_against(hub, "close")
+    assert connections == 0
+    missing = error.missing
     assert missing.what == "DINOv2 backbone" and missing.option == "--backbone-weights"
     assert missing.reason == "offline mode: HF_HUB_OFFLINE is set"
     assert missing.url == f"https://huggingface.co/{REPO}"
 
 
 def test_an_unreachable_hub_is_asked_once_not_retried(hub):
-    server = _CountingServer("close")
-    hub(server.url)
-    try:
-        with pytest.raises(BackboneWeightsError) as info:
-            resolve_backbone(NAME, 112, **KWARGS)
-    finally:
-        server.close()
-    assert server.connections <= 2  # one question (its HTTP client may reconnect once); timm asked 12 times
-    message = str(info.value)
+    connections, error = _failure_against(hub, "close")
+    assert connections <= 2  # one question (its HTTP client may reconnect once); timm asked 12 times
+    message = str(error)
     assert message.startswith("The DINOv2 backbone weights (vit_small_patch14_reg4_dinov2) are not on this machine "
                               "and could not be downloaded (no connection to 127.0.0.1:")
     assert "pass it with --backbone-weights PATH or set MPAE_BACKBONE_WEIGHTS=PATH." in message
@@ -195,15 +195,9 @@ def test_a_refused_connection_and_the_vgg_weights(hub):
 def test_a_silent_hub_is_given_up_at_the_deadline(hub, monkeypatch):
     monkeypatch.setattr(hub_weights, "PROBE_TIMEOUT_S", 0.3)
     monkeypatch.setattr(hub_weights, "PROBE_DEADLINE_S", 1.0)
-    server = _CountingServer("silent")
-    hub(server.url)
-    try:
-        with pytest.raises(BackboneWeightsError) as info:
-            resolve_backbone(NAME, 112, **KWARGS)
-    finally:
-        server.close()
-    assert server.connections == 1
-    assert "no connection to 127.0.0.1" in info.value.missing.reason
+    connections, error = _failure_against(hub, "silent")
+    assert connections == 1
+    assert "no connection to 127.0.0.1" in error.missing.reason
 
 
 def test_a_working_hub_downloads_once_then_the_cache_serves(tmp_path, hub):
