@@ -93,8 +93,7 @@ def missing_backbone(name: str) -> MissingWeights:
                           "--backbone-weights", BACKBONE_WEIGHTS_ENV)
 
 
-def _from_file(name: str, image_size: int, path: Path, **kwargs: Any) -> FrozenBackbone:
-    backbone = create_backbone_architecture(name, image_size, on_meta=True, **kwargs)
+def _load_file(backbone: FrozenBackbone, name: str, path: Path) -> FrozenBackbone:
     state = read_state_dict(path, what="backbone weights", error=BackboneWeightsError)
     load_backbone_state(backbone, state, f"'{path}'")
     logger.info("Backbone %s: weights from %s", name, path)
@@ -116,9 +115,8 @@ def resolve_backbone(
         load_backbone_state(backbone, state_dict, "the checkpoint")
         return backbone
     path = weights_path or os.environ.get(BACKBONE_WEIGHTS_ENV) or None
-    if path:
-        return _from_file(name, image_size, Path(path), **kwargs)
-    if allow_random:
+    if not path and allow_random:
         logger.warning("Backbone %s: RANDOM weights (asked for explicitly); predictions are meaningless.", name)
         return create_backbone_architecture(name, image_size, **kwargs)
-    return _from_file(name, image_size, hub_weights_file(name, missing_backbone(name)), **kwargs)
+    backbone = create_backbone_architecture(name, image_size, on_meta=True, **kwargs)  # an unknown name fails here
+    return _load_file(backbone, name, Path(path) if path else hub_weights_file(name, missing_backbone(name)))

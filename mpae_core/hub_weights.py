@@ -32,7 +32,10 @@ def hub_repository(model_name: str) -> str | None:
     """The hub repository timm downloads ``model_name``'s pretrained weights from ("timm/<name>.<tag>"), if any."""
     import timm
 
-    cfg = timm.models.get_pretrained_cfg(model_name)
+    try:
+        cfg = timm.models.get_pretrained_cfg(model_name)
+    except RuntimeError:  # an unknown pretrained tag
+        return None
     repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     return repo.split("@")[0] if repo else None
 
