@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mpae_core.annotation import AnnotationProject, FileState, ImageStatus, ModelFit, PartTable
@@ -19,6 +20,7 @@ from mpae_core.annotation.labels import IGNORE_LABEL, USER_LABEL_BASE
 from mpae_core.annotation.project_format import PROJECT_VERSION
 from mpae_core.annotation.records import file_stamp
 from mpae_core.errors import MPAEError
+from mpae_core.inference import PartPrediction
 
 from test_annotation_project import K, make_prediction
 
@@ -236,3 +238,25 @@ def test_a_second_process_opens_read_only_and_a_crashed_holder_leaves_no_lock(fo
     assert third.read_only is None
     third.mark_reviewed("a.jpg")
     third.save()
+
+
+def test_part_counts_and_present_labels_include_hand_edits(folder):
+    project = predicted(folder)
+    logits = torch.zeros(K + 1, 6, 6)
+    logits[0] = 10.0  # c.png shows part 1 only
+    project.set_prediction("c.png", PartPrediction.from_logits(logits, (20, 20)))
+    before = project.part_image_counts().copy()
+    slot = 2
+    assert project.record("c.png").present == (0,)
+    value = project.parts.add_user_label("antenna")
+    layer = project.edits("c.png")
+    layer.brush(10, 10, 6, slot + 1)
+    layer.brush(3, 3, 2, value)
+    assert project.part_image_counts()[slot] == before[slot] + 1
+    record = project.record("c.png")
+    assert slot in record.present and record.user_present == (value,)
+    project.add_image("new.png", (16, 16))  # an image painted before any prediction counts too
+    project.edits("new.png").brush(8, 8, 20, slot + 1)
+    assert project.part_image_counts()[slot] == before[slot] + 2
+    project.save()
+    assert AnnotationProject.open(folder, write=False).record("c.png").user_present == (value,)

@@ -107,6 +107,15 @@ class EditLayer:
             return pred.astype(np.uint16)
         return np.where(self._data == UNSET, pred, self._data).astype(np.uint16, copy=False)
 
+    def composed_at(self, rows: np.ndarray, cols: np.ndarray, prediction_labels: np.ndarray) -> np.ndarray:
+        """The composed labels at a grid of pixels (``rows`` × ``cols``), over a prediction already sampled there:
+        how a summary of an edited image is made without composing it at full size."""
+        base = np.asarray(prediction_labels).astype(np.uint16)
+        if self._data is None or not self._edited:
+            return base
+        sampled = self._data[np.ix_(rows, cols)]
+        return np.where(sampled == UNSET, base, sampled)
+
     # ----- painting -----------------------------------------------------------------------------------------------
     def brush(self, x: float, y: float, radius: float, label: int) -> int:
         """Paint a disc (pixels whose centre is within ``radius`` of (x, y)); returns the pixels changed."""

@@ -29,7 +29,7 @@ import os
 from collections import OrderedDict
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,19 +40,18 @@ from ..inference import PartPrediction
 from .edits import EditLayer
 from .lock import ProjectLock
 from .parts import PartTable
+from .project_edits import ProjectEditsMixin, SaveJob
+from .project_recovery import ProjectRecoveryMixin, read_prediction_file
 from .project_format import (INDEX_NAME, MIGRATIONS, PROJECT_DIRNAME, PROJECT_FORMAT, PROJECT_VERSION,
                              find_project_dir, upgrade)
-from .records import (EXPORTABLE, FileStamp, FileState, ImageRecord, ImageStatus, compare_file, file_stamp,
-                      normalize_relpath)
-from .storage import atomic_write_json, read_npz, read_uint16_png, write_npz, write_uint16_png
+from .records import EXPORTABLE, FileStamp, FileState, ImageRecord, ImageStatus, file_stamp, normalize_relpath
+from .storage import atomic_write_json, write_npz
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AnnotationProject", "ImageRecord", "ImageStatus", "FileState", "ModelFit", "EXPORTABLE",
            "PROJECT_DIRNAME", "PROJECT_FORMAT", "PROJECT_VERSION", "INDEX_NAME", "MIGRATIONS", "find_project_dir",
            "normalize_relpath"]
-
-SaveJob = Callable[[], None]
 
 
 class ModelFit(str, Enum):
@@ -64,7 +63,7 @@ class ModelFit(str, Enum):
     WRONG_SIZE = "wrong_size"  # another number of slots: its predictions cannot be stored here
 
 
-class AnnotationProject:
+class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
     """The Qt-free annotation store that the app and the batch CLI share; create with ``create`` or ``open``."""
 
     def __init__(self, project_dir: Path, images_folder: Path, *, checkpoint: Path | None = None,
@@ -86,6 +85,7 @@ class AnnotationProject:
         self.prediction_cache_size = max(1, prediction_cache_size)
         self._dirty = True
         self._saved_parts: dict[str, Any] | None = None
+        self._present_stale: set[str] = set()  # edited images whose present parts are to be found again
         self._lock = ProjectLock(self.project_dir)
         #: Why this project cannot be written (another process holds it), or None when it can.
         self.read_only: str | None = None
@@ -205,6 +205,7 @@ class AnnotationProject:
             if self.dirty:
                 raise MPAEError(f"Cannot save '{self.project_dir}': {self.read_only}.")
             return []
+        self._refresh_present()
         jobs = [job for relpath, layer in list(self._edit_cache.items())
                 if (job := self._layer_job(relpath, layer)) is not None]
         parts = None if self._parts is None else self._parts.to_dict()
@@ -337,9 +338,11 @@ class AnnotationProject:
 
     def record(self, relpath: str | os.PathLike) -> ImageRecord:
         """A copy of one image's record (change state through the project's methods)."""
+        self._refresh_present()
         return dataclasses.replace(self._record(relpath))
 
     def records(self) -> Iterator[ImageRecord]:
+        self._refresh_present()
         for record in self._records.values():
             yield dataclasses.replace(record)
 
@@ -354,33 +357,17 @@ class AnnotationProject:
         return [r.relpath for r in self._records.values() if r.has_prediction and not r.has_work]
 
     def part_image_counts(self) -> np.ndarray:
-        """[K] number of predicted images in which each model slot appears (from the index, no file reads)."""
+        """[K] number of images in which each model slot appears, edits included (from the index, no file reads)."""
+        self._refresh_present()
         counts = np.zeros(0 if self._parts is None else self._parts.num_parts, dtype=np.int64)
         for record in self._records.values():
-            if record.has_prediction and record.present:
+            if (record.has_prediction or record.has_edits) and record.present:
                 slots = [s for s in record.present if s < len(counts)]
                 np.add.at(counts, slots, 1)
         return counts
 
     def image_path(self, relpath: str | os.PathLike) -> Path:
         return self.images_folder / self._record(relpath).relpath
-
-    def check_files(self, relpaths: Iterable[str] | None = None) -> list[str]:
-        """Compare image files with the ones that were predicted or edited (size and modification time); returns
-        the images whose :class:`FileState` changed. A replaced photo would show a misaligned mask, a deleted one
-        an annotation of nothing: both are flagged until the person predicts or removes them."""
-        changed = []
-        wanted = self._records.values() if relpaths is None else [self._record(r) for r in relpaths]
-        for record in wanted:
-            if not (record.has_prediction or record.has_edits):
-                continue
-            state = compare_file(self.images_folder / record.relpath, record)
-            if state is not record.file_state:
-                record.file_state = state
-                changed.append(record.relpath)
-        if changed:
-            self._dirty = True
-        return changed
 
     # ----- part table -------------------------------------------------------------------------------------------
     @property
@@ -397,13 +384,6 @@ class AnnotationProject:
             for label in self._parts.user_labels[len(parts.user_labels):]:
                 self._check_user_label_unused(label.value)
         self._parts = parts
-
-    def remove_last_user_label(self) -> None:
-        """Drop the newest user label; refused while an image is painted with it (its pixels would lose meaning)."""
-        if self._parts is None or not self._parts.user_labels:
-            raise ValueError("This project has no user label to remove.")
-        self._check_user_label_unused(self._parts.user_labels[-1].value)
-        self._parts.remove_last_user_label()
 
     # ----- predictions ------------------------------------------------------------------------------------------
     def set_prediction(self, relpath: str | os.PathLike, prediction: PartPrediction, *, model: str | None = None,
@@ -453,7 +433,7 @@ class AnnotationProject:
         path = self._prediction_file(record.relpath)
         if not path.is_file():
             raise MPAEError(f"The prediction file '{path}' of '{record.relpath}' is missing; predict that image again.")
-        prediction = _read_prediction(path)
+        prediction = read_prediction_file(path)
         self._cache_prediction(record.relpath, prediction)
         return prediction
 
@@ -473,109 +453,6 @@ class AnnotationProject:
         record.reviewed = bool(reviewed)
         self._dirty = True
 
-    # ----- edits ------------------------------------------------------------------------------------------------
-    def edits(self, relpath: str | os.PathLike) -> EditLayer:
-        """The image's edit layer (loaded or created); the project follows its changes and saves it on ``save``.
-
-        An image without a prediction can be painted once its size is known (:meth:`add_image`)."""
-        record = self._record(relpath)
-        layer = self._edit_cache.get(record.relpath)
-        if layer is not None:
-            self._edit_cache.move_to_end(record.relpath)
-            return layer
-        layer = self._load_layer(record)
-        self._saved_versions[id(layer)] = layer.version
-        layer.on_change = lambda changed, rel=record.relpath: self._layer_changed(rel, changed)
-        self._cache_layer(record.relpath, layer)
-        return layer
-
-    def clear_edits(self, relpath: str | os.PathLike) -> None:
-        """Drop every edit of the image (undoable on its layer until saved)."""
-        record = self._record(relpath)
-        if record.has_edits or record.relpath in self._edit_cache:
-            self.edits(record.relpath).clear()
-
-    def label_map(self, relpath: str | os.PathLike) -> np.ndarray:
-        """The final [H, W] uint16 label values at the image's own size: prediction, then the person's edits
-        (background under the edits of an image that was never predicted)."""
-        record = self._record(relpath)
-        prediction = self.prediction(record.relpath)
-        if prediction is not None:
-            base = prediction.label_map()
-        elif (record.has_edits or record.relpath in self._edit_cache) and record.size is not None:
-            base = np.zeros(record.size, dtype=np.uint8)
-        else:
-            raise MPAEError(f"'{record.relpath}' has no prediction or edits yet; predict or paint it first.")
-        layer = self._edit_cache.get(record.relpath)
-        if layer is None and record.has_edits:
-            layer = self._load_layer(record)  # read for this call only, not cached: exports walk every image
-        return base.astype(np.uint16) if layer is None else layer.composed(base)
-
-    def iter_label_maps(self, statuses: Iterable[ImageStatus] = EXPORTABLE, *,
-                        include_changed: bool = False) -> Iterator[tuple[str, np.ndarray]]:
-        """(relpath, label map) for every image with one of ``statuses``, one at a time (what exports consume).
-
-        Images whose file changed on disk since they were annotated are left out unless ``include_changed``:
-        their masks no longer fit the photo (:meth:`changed_relpaths` lists them for the message)."""
-        wanted = {ImageStatus(s) for s in statuses}
-        for record in list(self._records.values()):
-            if record.status not in wanted or not (record.has_prediction or record.has_edits):
-                continue
-            if record.file_state is FileState.CHANGED and not include_changed:
-                continue
-            yield record.relpath, self.label_map(record.relpath)
-
-    def changed_relpaths(self) -> list[str]:
-        """Annotated images whose file was replaced since (the exports skip them)."""
-        return [r.relpath for r in self._records.values() if r.file_state is FileState.CHANGED]
-
-    # ----- recovery ---------------------------------------------------------------------------------------------
-    def adopt_orphans(self) -> int:
-        """Take in prediction and edit files the index does not list (a crash between writing them and writing
-        the index), and remove temporary files such a crash left; returns how many files were adopted."""
-        adopted = 0
-        for path in _files_under(self.project_dir / "predictions", ".npz"):
-            relpath = self._orphan_relpath(path, self.project_dir / "predictions", ".npz")
-            if relpath is None or self._records.get(relpath, ImageRecord(relpath)).has_prediction:
-                continue
-            try:
-                prediction = _read_prediction(path)
-            except MPAEError as exc:
-                logger.warning("Not adopting %s: %s", path, exc)
-                continue
-            record = self._records.setdefault(relpath, ImageRecord(relpath))
-            record.has_prediction, record.size = True, prediction.image_size
-            record.confidence, record.error = prediction.confidence, None
-            record.present = tuple(int(s) for s in np.flatnonzero(prediction.presence))
-            record.stamp = file_stamp(self.images_folder / relpath)
-            adopted += 1
-        for path in _files_under(self.project_dir / "edits", ".png"):
-            relpath = self._orphan_relpath(path, self.project_dir / "edits", ".png")
-            if relpath is None or self._records.get(relpath, ImageRecord(relpath)).has_edits:
-                continue
-            record = self._records.setdefault(relpath, ImageRecord(relpath))
-            if record.size is None:
-                record.size = tuple(read_uint16_png(path).shape)  # type: ignore[assignment]
-            record.has_edits = True
-            adopted += 1
-        for tmp in self.project_dir.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-        if adopted:
-            self._dirty = True
-        return adopted
-
-    def _orphan_relpath(self, path: Path, root: Path, suffix: str) -> str | None:
-        """The image a stray file belongs to, if that image is known or still exists."""
-        name = path.relative_to(root).as_posix()[: -len(suffix)]
-        try:
-            relpath = normalize_relpath(name)
-        except ValueError:
-            return None
-        if relpath in self._records or (self.images_folder / relpath).is_file():
-            return relpath
-        logger.warning("Not adopting %s: its image '%s' is not in the folder", path, relpath)
-        return None
-
     # ----- internals --------------------------------------------------------------------------------------------
     def _record(self, relpath: str | os.PathLike) -> ImageRecord:
         key = normalize_relpath(relpath)
@@ -588,74 +465,14 @@ class AnnotationProject:
         if self.read_only is not None:
             raise MPAEError(f"'{self.project_dir}' is read-only here: {self.read_only}.")
 
-    def _check_user_label_unused(self, value: int) -> None:
-        for record in self._records.values():
-            if record.has_edits or record.relpath in self._edit_cache:
-                layer = self._edit_cache.get(record.relpath) or self._load_layer(record)
-                if np.any(layer.data == value):
-                    raise ValueError(f"'{self._parts.value_name(value)}' is painted on '{record.relpath}'; "  # type: ignore[union-attr]
-                                     "paint over it first, or keep the label.")
-
     def _prediction_file(self, relpath: str) -> Path:
         return self.project_dir / "predictions" / f"{relpath}.npz"
-
-    def _edit_file(self, relpath: str) -> Path:
-        return self.project_dir / "edits" / f"{relpath}.png"
 
     def _cache_prediction(self, relpath: str, prediction: PartPrediction) -> None:
         self._prediction_cache[relpath] = prediction
         self._prediction_cache.move_to_end(relpath)
         while len(self._prediction_cache) > self.prediction_cache_size:
             self._prediction_cache.popitem(last=False)
-
-    def _load_layer(self, record: ImageRecord) -> EditLayer:
-        if record.size is None:
-            raise MPAEError(f"'{record.relpath}' has no known size yet; open or predict it before editing.")
-        num_parts = None if self._parts is None else self._parts.num_parts
-        path = self._edit_file(record.relpath)
-        if not path.is_file():
-            if record.has_edits:
-                logger.warning("The edits of %s are missing (%s); starting from the prediction", record.relpath, path)
-            return EditLayer(record.size, num_parts=num_parts)
-        data = read_uint16_png(path)
-        try:
-            return EditLayer(record.size, data, num_parts=num_parts)
-        except ValueError as exc:
-            raise MPAEError(f"The edit layer '{path}' does not fit '{record.relpath}': {exc} Delete it to drop that "
-                            "image's edits.") from exc
-
-    def _cache_layer(self, relpath: str, layer: EditLayer) -> None:
-        self._edit_cache[relpath] = layer
-        self._edit_cache.move_to_end(relpath)
-        while len(self._edit_cache) > self.edit_cache_size:
-            old_relpath, old = self._edit_cache.popitem(last=False)
-            job = self._layer_job(old_relpath, old)  # its undo history goes with it
-            if job is not None:
-                job()
-            self._saved_versions.pop(id(old), None)  # a view still holding it re-enters the cache on its next change
-
-    def _layer_changed(self, relpath: str, layer: EditLayer) -> None:
-        cached = self._edit_cache.get(relpath)
-        if cached is not layer:
-            if cached is not None:
-                logger.warning("Two edit layers of %s were changed; keeping the one changed last", relpath)
-                self._saved_versions.pop(id(cached), None)
-            self._cache_layer(relpath, layer)
-        record = self._records[relpath]
-        record.has_edits = layer.has_edits
-        record.reviewed = False  # a person changed it again: it needs a new look
-        self._dirty = True
-
-    def _layer_job(self, relpath: str, layer: EditLayer) -> SaveJob | None:
-        """A function that writes the layer as it is now (or removes its file), or None when it is saved."""
-        if self._saved_versions.get(id(layer)) == layer.version:
-            return None
-        self._saved_versions[id(layer)] = layer.version
-        path = self._edit_file(relpath)
-        if layer.has_edits:
-            data = layer.data.copy()
-            return lambda: write_uint16_png(path, data)
-        return lambda: path.unlink(missing_ok=True)
 
     def _portable(self, path: Path) -> str:
         """Relative to the project folder when both live in the image folder (so the folder can move), else absolute."""
@@ -664,25 +481,3 @@ class AnnotationProject:
         project = Path(os.path.abspath(self.project_dir))
         movable = folder in project.parents and (absolute == folder or folder in absolute.parents)
         return Path(os.path.relpath(absolute, project)).as_posix() if movable else str(absolute)
-
-
-def _read_prediction(path: Path) -> PartPrediction:
-    data = read_npz(path)
-    try:
-        return PartPrediction(
-            logits=torch.from_numpy(data["logits"].astype(np.float32)),
-            image_size=(int(data["image_size"][0]), int(data["image_size"][1])),
-            presence=data["presence"].astype(bool), area=data["area"].astype(np.float64),
-            part_confidence=data["part_confidence"].astype(np.float64), confidence=float(data["confidence"]),
-        )
-    except (KeyError, IndexError, ValueError) as exc:
-        raise MPAEError(f"The prediction file '{path}' is damaged ({exc}); predict that image again.") from exc
-
-
-def _files_under(root: Path, suffix: str) -> Iterator[Path]:
-    if not root.is_dir():
-        return
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(suffix) and not name.startswith("."):
-                yield Path(folder) / name

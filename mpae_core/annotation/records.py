@@ -59,7 +59,8 @@ class ImageRecord:
     has_prediction: bool = False
     has_edits: bool = False
     reviewed: bool = False
-    present: tuple[int, ...] = ()  # model slots the prediction shows (the parts panel counts images per part)
+    present: tuple[int, ...] = ()  # model slots the image shows, edits included (the parts panel counts these)
+    user_present: tuple[int, ...] = ()  # label values of user labels painted on the image
     model: str | None = None  # fingerprint of the model that made the prediction
     stamp: FileStamp | None = None  # the image file as it was predicted
     file_state: FileState = FileState.UNCHANGED
@@ -93,6 +94,8 @@ class ImageRecord:
             data["reviewed"] = True
         if self.present:
             data["present"] = list(self.present)
+        if self.user_present:
+            data["user_present"] = list(self.user_present)
         if self.model is not None:
             data["model"] = self.model
         if self.stamp is not None:
@@ -114,6 +117,7 @@ class ImageRecord:
             has_edits=bool(data.get("edits", False)),
             reviewed=bool(data.get("reviewed", False)),
             present=tuple(int(slot) for slot in data.get("present", ())),
+            user_present=tuple(int(value) for value in data.get("user_present", ())),
             model=None if data.get("model") is None else str(data["model"]),
             stamp=None if stamp is None else (int(stamp[0]), int(stamp[1])),
             file_state=FileState(data.get("file", "")),
