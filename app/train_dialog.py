@@ -55,6 +55,8 @@ DEFAULT_PRESETS: tuple[str, ...] = ("folder", "synthetic", "cub", "celeba", "par
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
 LOG_LINES = 2000
 POLL_MS = 500
+#: Presets that train from random frozen networks (training/presets.py): no weights files apply to them.
+PRESETS_WITHOUT_WEIGHTS = frozenset({"synthetic"})
 #: The weights fields, by the command-line option they fill.
 WEIGHT_LABELS = {"--backbone-weights": "Backbone weights", "--vgg-weights": "VGG-19 weights"}
 #: Evaluation scores drawn unless chosen otherwise (the rest, e.g. foreground-only ones, from the context menu).
@@ -282,6 +284,11 @@ class TrainDialog(QDialog):
         if self._run_dir_auto:
             self.run_edit.setText(str(self._fresh_run_dir()))
         self._update_command()
+        self._update_buttons()
+
+    def _weights_apply(self) -> bool:
+        """Whether the preset loads pretrained weights (the weights fields matter), unlike the random 'synthetic'."""
+        return self.preset_combo.currentText() not in PRESETS_WITHOUT_WEIGHTS
 
     def _run_dir_edited(self) -> None:
         can_resume = (self.run_dir() / LAST_STATE).is_file()
@@ -316,7 +323,7 @@ class TrainDialog(QDialog):
         if device and device != "auto":
             args += ["--device", device]
         for option, field in self._weight_fields.items():
-            if field.path() is not None:
+            if field.path() is not None and self._weights_apply():
                 args += [option, str(field.path())]
         if self.epochs_spin.value() > 0:
             args += ["--epochs", str(self.epochs_spin.value())]
@@ -335,8 +342,10 @@ class TrainDialog(QDialog):
     def _update_buttons(self) -> None:
         running = self.is_running()
         for widget in (self.data_edit, self.preset_combo, self.run_edit, self.device_combo, self.epochs_spin,
-                       self.extra_edit, self.backbone_field, self.vgg_field):
+                       self.extra_edit):
             widget.setEnabled(not running)
+        for field in self._weight_fields.values():
+            field.setEnabled(not running and self._weights_apply())
         self.resume_check.setEnabled(not running and (self.run_dir() / LAST_STATE).is_file())
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running and not self._stop_requested)
@@ -361,7 +370,7 @@ class TrainDialog(QDialog):
         if preset != "synthetic" and not Path(data).expanduser().is_dir():
             return f"The data folder '{data}' does not exist; choose a folder of training images."
         for option, field in self._weight_fields.items():
-            if field.path() is not None and not field.path().is_file():
+            if self._weights_apply() and field.path() is not None and not field.path().is_file():
                 return (f"The {WEIGHT_LABELS[option]} file '{field.path()}' does not exist; choose the file, or "
                         "empty the field to use the download cache.")
         if not self.run_edit.text().strip():

@@ -553,6 +553,10 @@ def test_train_dialog_weights_fields_come_from_the_app_and_go_to_the_command(qtb
     command = dialog.command()
     assert command[command.index("--backbone-weights") + 1] == str(backbone)
     assert "--vgg-weights" not in command
+    dialog.preset_combo.setCurrentText("synthetic")  # random frozen networks: a DINOv2 file would not even fit
+    assert "--backbone-weights" not in dialog.command() and not dialog.backbone_field.isEnabled()
+    dialog.preset_combo.setCurrentText("folder")
+    assert dialog.backbone_field.isEnabled()
     dialog.vgg_field.edit.setText(str(tmp_path / "missing-vgg.safetensors"))
     assert not dialog.start()
     assert "VGG-19 weights file" in dialog.error_label.text() and "does not exist" in dialog.error_label.text()
