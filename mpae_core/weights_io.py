@@ -49,7 +49,8 @@ def read_state_dict(
                 f"Cannot read {what} '{path}': it contains Python objects other than tensors, which are refused "
                 "for safety; re-save it as a plain state_dict."
             ) from exc
-        raise error(f"Cannot read {what} '{path}': the file is corrupt ({brief_error(exc)}); download it again.") from exc
+        raise error(f"Cannot read {what} '{path}': the file is corrupt ({brief_error(exc)}); "
+                    "download it again.") from exc
     except Exception as exc:  # torch.load raises many types for bytes that are not a checkpoint
         raise error(
             f"Cannot read {what} '{path}': the file is truncated or not a PyTorch/safetensors checkpoint "

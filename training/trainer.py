@@ -4,8 +4,9 @@ Adam (lr 5e-4, no weight decay) over the trainable modules, MultiStepLR ×0.2 st
 at 2.0, fp32 unless ``amp`` asks for bf16/fp16 autocast on CUDA (the losses always run in fp32). The run folder holds
 ``config.json``, ``metrics.jsonl`` (one line per logged step, see :func:`should_log`, and per evaluation),
 ``checkpoints/last.safetensors`` and ``best.safetensors`` (our checkpoint format, written atomically) and
-``checkpoints/last_state.pt`` (optimizer, scheduler, position and RNG, for ``--resume``). A stop at any point (Ctrl-C, a kill between two saves) leaves a
-resumable run; a non-finite loss stops with a clear message and keeps the last good checkpoint.
+``checkpoints/last_state.pt`` (optimizer, scheduler, position and RNG, for ``--resume``). A stop at any point
+(Ctrl-C, a kill between two saves) leaves a resumable run; a non-finite loss stops with a clear message and keeps
+the last good checkpoint.
 
 Under ``torchrun`` every process trains on its own shard with DistributedDataParallel (NCCL on GPUs, gloo on the
 CPU) and only rank 0 writes the run folder. ``batch_size`` is per process: the presence loss's mini-groups are
