@@ -49,6 +49,7 @@ class AppSettings:
     last_checkpoint: str | None = None
     device: str = "auto"
     backbone_weights: str | None = None
+    vgg_weights: str | None = None  # VGG-19 weights for training (the Train dialog)
     theme: str = "system"
     window_geometry: str | None = None  # base64 of QMainWindow.saveGeometry()
     window_state: str | None = None  # base64 of QMainWindow.saveState() (docks, toolbars)

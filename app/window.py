@@ -337,9 +337,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         from .train_dialog import TrainDialog
 
         folder = self.project.images_folder if self.project is not None else None
-        dialog = TrainDialog(self, data_folder=folder, runs_dir=data_dir() / "runs", device=self.settings.device)
+        dialog = TrainDialog(self, data_folder=folder, runs_dir=data_dir() / "runs", device=self.settings.device,
+                             settings=self.settings)
         dialog.checkpointChosen.connect(self.load_checkpoint)
         dialog.exec()
+        self._save_settings()  # the weights files chosen in the dialog
 
     def show_shortcuts(self) -> None:
         panels = {"parts list": self.parts_panel.shortcut_actions()}
