@@ -15,7 +15,7 @@ from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread,
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
                                QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QSizePolicy,
-                               QToolBar, QVBoxLayout, QWidget)
+                               QStackedWidget, QToolBar, QToolButton, QVBoxLayout, QWidget)
 
 from mpae_core.annotation import AnnotationProject, FileState, ImageRecord, ImageStatus
 from mpae_core.annotation.project import find_project_dir
@@ -25,7 +25,7 @@ from mpae_core.images import ImageLoadError, load_image
 from . import dialogs
 from .autosave import ProjectSaver
 from .canvas import ImageCanvas
-from .file_list import ICON_SIZE, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
+from .file_list import ICON_SIZE, SORT_KEYS, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
 from .gallery import PartGallery
 from .icons import icon
 from .model_session import ModelSession
@@ -33,8 +33,10 @@ from .overlay import OverlayStyle, pil_to_qimage
 from .parts_panel import PartsPanel
 from .settings import AppSettings, data_dir
 from .theme import apply_theme
+from .welcome import WelcomePanel
 from .workers import FileChecker, ModelLoadWorker, PredictionWorker
 from .window_editing import EditingMixin
+from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
 
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 STATUS_REFRESH_MS = 2000
 
 
-class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
+class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
     imageShown = Signal(str)
@@ -96,7 +98,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z:.0%}"))
         self.canvas.edited.connect(self._on_edited)
-        self.setCentralWidget(self.canvas)
+        self.welcome = WelcomePanel(self)
+        self.central_stack = QStackedWidget(self)
+        self.central_stack.addWidget(self.welcome)
+        self.central_stack.addWidget(self.canvas)
+        self.setCentralWidget(self.central_stack)
 
         self.file_model = ImageListModel(self)
         self.file_filter = ImageFilterModel(self)
@@ -117,12 +123,26 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.status_filter.currentIndexChanged.connect(
             lambda _: self.file_filter.set_status(self.status_filter.currentData()))
         self.counts_label = QLabel()
+        self.sort_combo = QComboBox()
+        for key, text in SORT_KEYS.items():
+            self.sort_combo.addItem(text, key)
+        self.sort_combo.setToolTip("Order of the list: by name, least sure first (the images to review first), or "
+                                   "by status")
+        self.sort_combo.currentIndexChanged.connect(
+            lambda _: self.file_filter.set_sort_key(self.sort_combo.currentData()))
+        self.subfolders_button = QToolButton()  # its action (File ▸ Include subfolders) comes with the menus
+        self.subfolders_button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         files = QWidget()
         layout = QVBoxLayout(files)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
         row.addWidget(self.filter_edit, 1)
         row.addWidget(self.status_filter)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Sort"))
+        row.addWidget(self.sort_combo, 1)
+        row.addWidget(self.subfolders_button)
         layout.addLayout(row)
         layout.addWidget(self.file_view, 1)
         layout.addWidget(self.counts_label)
@@ -146,6 +166,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.gallery_dock.raise_()
         self.resizeDocks([self.files_dock, self.parts_dock], [300, 340], Qt.Horizontal)
         self.resizeDocks([self.gallery_dock], [260], Qt.Vertical)
+        self._install_first_hour()
 
     def _build_read_only_banner(self) -> None:
         """A bar above the views, shown while the project is read-only (another window holds it)."""
@@ -190,6 +211,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         that predicted the project is loaded again unless a model is already loaded."""
         folder = Path(folder)
         project_dir = find_project_dir(folder)
+        first_time = project_dir is None
         if self.project is not None and project_dir is not None and project_dir.resolve() == \
                 self.project.project_dir.resolve():
             self.close_project()  # opening it again: give our own write lock back first
@@ -206,6 +228,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
             return False
         self.close_project()
         self.project = project
+        self._project_opened(first_time)
         self.settings.add_recent_folder(project.images_folder)
         self._save_settings()
         self.file_model.set_project(project)
@@ -219,7 +242,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         if len(project):
             self.show_image(project.relpaths()[0])
         else:
-            self.statusBar().showMessage(f"No images found in {folder}", 8000)
+            self.statusBar().showMessage(self._no_images_message(folder), 10000)
         if (load_project_checkpoint and not self.session.loaded and project.checkpoint is not None
                 and project.checkpoint.is_file()):
             self.load_checkpoint(project.checkpoint)
@@ -227,6 +250,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
             self._review_model_fit(interactive=False)
         self._update_actions()
         return True
+
+    @property
+    def writable(self) -> bool:
+        """A project is open and this window may change it (no other window holds its lock)."""
+        return self.project is not None and self.project.read_only is None
 
     def _show_read_only_state(self) -> None:
         read_only = None if self.project is None else self.project.read_only
@@ -257,6 +285,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.canvas.set_annotation(None)
         self.canvas.set_image(None)
         self.problems.clear()
+        self._project_closed()
         self._show_read_only_state()
         self._update_actions()
 
@@ -388,12 +417,15 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         from .train_dialog import TrainDialog
 
         folder = self.project.images_folder if self.project is not None else None
-        dialog = TrainDialog(self, data_folder=folder, runs_dir=data_dir() / "runs", device=self.settings.device)
+        dialog = TrainDialog(self, data_folder=folder, runs_dir=data_dir() / "runs", device=self.settings.device,
+                             settings=self.settings)
         dialog.checkpointChosen.connect(self.load_checkpoint)
         dialog.exec()
+        self._save_settings()  # the weights files chosen in the dialog
 
     def show_shortcuts(self) -> None:
-        dialogs.ShortcutsDialog(self._actions, self).exec()
+        panels = {"parts list": self.parts_panel.shortcut_actions()}
+        dialogs.ShortcutsDialog(self._actions, self, sections=panels).exec()
 
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme
@@ -449,7 +481,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
     def _update_actions(self) -> None:
         has_project = self.project is not None
         has_image = has_project and self.current is not None
-        writable = has_project and self.project.read_only is None
+        writable = self.writable
         loaded = self.session.loaded
         busy = self._predict_thread is not None
         can_predict = writable and loaded and not busy and self._model_refusal is None

@@ -1,7 +1,7 @@
 """Headless batch pre-annotation: a folder of images → part masks (PNG), COCO RLE and a per-image report.
 
 A package of one job per module (``config``, ``listing``, ``decode``, ``encode``, ``report``, ``shards``,
-``run``). Qt-free so the CLI (``mpae-annotate batch``) and, later, the desktop app share it. The work overlaps in three
+``derived``, ``run``). Qt-free so the CLI (``mpae-annotate batch``) and, later, the desktop app share it. The work overlaps in three
 stages, so decoding and encoding hide behind the model instead of adding to it:
 
 1. a torch DataLoader with worker processes decodes (:func:`load_image`, EXIF applied) and resizes each image to
@@ -16,12 +16,18 @@ stages, so decoding and encoding hide behind the model instead of adding to it:
    threads: these steps hold the GIL for much of their time; on a 16-core H100 machine threads of one process
    capped the pipeline at 190 images/s, processes reached 340 (825 once started).
 
+At the end, the formats derived from the masks (YOLO, labelme, CVAT, VOC, and COCO as polygons) are written by the
+app's exporter from the PNG masks (``derived``), one image at a time; the masks are then written even without
+``png``.
+
 Re-runs: an image is skipped when ``OUT/report.json`` (written by the same checkpoint) says it was done and its
 outputs are still there. The COCO RLE of every finished image is cached in ``OUT/.mpae-batch/<mask path>.json``,
 so the ``coco.json`` of a re-run still lists every finished image without redoing it; when a cache file is missing
 (e.g. the earlier run wrote PNGs only) the annotations are derived again from the PNG mask, which holds the same
-export indices. Images under OUT (when it lies inside IMAGES) or under any earlier batch output (a folder holding
-``.mpae-batch/``) are not listed.
+export indices. Images under OUT (when it lies inside IMAGES) or under any earlier batch output or export (a folder
+holding ``.mpae-batch/`` or ``.mpae-export.json``) are not listed. OUT's export list (``.mpae-export-files.jsonl``,
+:mod:`mpae_core.annotation.export_folder`) records what the runs wrote: after a complete run, an earlier run's
+masks and cached RLE of images that are no longer listed are deleted, so the masks match the smaller COCO file.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) rank r takes images r, r + N, … of the sorted list, one device each, writes
 ``coco.rank{r}.json`` and ``report.rank{r}.json``, and rank 0 merges them after a barrier.
