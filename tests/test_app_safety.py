@@ -294,6 +294,9 @@ def test_changed_and_deleted_photos_are_flagged_in_the_list_problems_and_export(
     assert ("'img_01.png' changed on disk after it was predicted: its mask may not fit; predict it again (edits "
             "are kept).") in problems
     assert any(p.startswith("'img_02.png' was deleted") for p in problems)
+    window.problems_dock.raise_()
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert window.grab().save(str(ARTIFACTS / "changed_files_window.png"))
 
     dialog = ExportDialog(window.project, window)
     qtbot.addWidget(dialog)
