@@ -1,7 +1,9 @@
 """The image list: a Qt model over the project's records with lazy thumbnails, fast for 10,000 images.
 
 Rows come from the project's in-memory index (no file reads); a thumbnail is decoded only when its row is painted,
-on a thread pool, and kept in a bounded cache, so opening a huge folder costs the list and nothing else.
+on a thread pool, and kept in a bounded cache, so opening a huge folder costs the list and nothing else. The filter
+matches all names in one pass over a list (a few milliseconds for 10,000 rows) instead of one Python call per row
+through QSortFilterProxyModel (~100 ms per keystroke).
 """
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import logging
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRunnable, QSize,
-                            QSortFilterProxyModel, Qt, QThreadPool, Signal)
+import bisect
+
+from PySide6.QtCore import (QAbstractListModel, QAbstractProxyModel, QModelIndex, QObject, QPersistentModelIndex,
+                            QRunnable, QSize, Qt, QThreadPool, Signal)
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
@@ -62,6 +66,7 @@ class ImageListModel(QAbstractListModel):
         super().__init__(parent)
         self._project: AnnotationProject | None = None
         self._relpaths: list[str] = []
+        self._folded: list[str] = []  # casefolded relpaths, for the filter
         self._rows: dict[str, int] = {}
         self._records: dict[str, ImageRecord] = {}
         self._thumbs: OrderedDict[str, QPixmap | None] = OrderedDict()
@@ -78,6 +83,7 @@ class ImageListModel(QAbstractListModel):
         self._pool.clear()
         self._project = project
         self._relpaths = [] if project is None else project.relpaths()
+        self._folded = [relpath.casefold() for relpath in self._relpaths]
         self._rows = {r: i for i, r in enumerate(self._relpaths)}
         self._records = {} if project is None else {r.relpath: r for r in project.records()}
         self._thumbs.clear()
@@ -89,6 +95,19 @@ class ImageListModel(QAbstractListModel):
 
     def row_of(self, relpath: str) -> int:
         return self._rows.get(relpath, -1)
+
+    def matches(self, row: int, text: str, status: str | None) -> bool:
+        """Whether a row's name contains ``text`` (casefolded) and its status is ``status`` (None: any)."""
+        return text in self._folded[row] and (status is None
+                                              or self._records[self._relpaths[row]].status.value == status)
+
+    def matching_rows(self, text: str, status: str | None) -> list[int]:
+        """Rows whose name contains ``text`` (casefolded) with ``status`` (None: any), in one pass."""
+        if status is None:
+            return [row for row, name in enumerate(self._folded) if text in name]
+        records = self._records
+        return [row for row, (name, relpath) in enumerate(zip(self._folded, self._relpaths))
+                if text in name and records[relpath].status.value == status]
 
     def refresh(self, relpath: str) -> None:
         """Re-read one image's record from the project (after a prediction, edit, review or error)."""
@@ -162,23 +181,84 @@ class ImageListModel(QAbstractListModel):
         return self._pool.waitForDone(msecs)
 
 
-class ImageFilterModel(QSortFilterProxyModel):
-    """Filter by a name fragment and/or a status, keeping the project's order."""
+class ImageFilterModel(QAbstractProxyModel):
+    """The list filtered by a name fragment (case-insensitive) and/or a status, in the project's order.
+
+    A change of the filter resets the model (the window keeps or clears the selection itself, so no image opens as
+    a side effect); a row whose status changes joins or leaves the filtered rows on its own.
+    """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._text = ""
         self._status: str | None = None
-        self.setFilterCaseSensitivity(Qt.CaseInsensitive)
+        self._rows: list[int] = []  # accepted source rows, ascending
+        self._proxy: dict[int, int] = {}  # source row -> proxy row
 
-    def set_status(self, status: str | None) -> None:
-        self._status = status or None
-        self.invalidateFilter()
+    def setSourceModel(self, source: ImageListModel) -> None:  # noqa: N802 (Qt name)
+        super().setSourceModel(source)
+        source.modelReset.connect(self._refilter)
+        source.dataChanged.connect(self._source_changed)
+        self._refilter()
 
-    def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
-        index = self.sourceModel().index(row, 0, parent)
-        if self._status is not None and index.data(StatusRole) != self._status:
-            return False
-        return super().filterAcceptsRow(row, parent)
+    def set_filter(self, text: str, status: str | None) -> None:
+        """Keep the rows whose name contains ``text`` and whose status is ``status`` (None: any)."""
+        self._text, self._status = (text or "").casefold(), status or None
+        self._refilter()
+
+    def _refilter(self) -> None:
+        self.beginResetModel()
+        source = self.sourceModel()
+        self._rows = [] if source is None else source.matching_rows(self._text, self._status)
+        self._proxy = {row: i for i, row in enumerate(self._rows)}
+        self.endResetModel()
+
+    def _source_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
+        source: ImageListModel = self.sourceModel()
+        for row in range(top.row(), bottom.row() + 1):
+            wanted = source.matches(row, self._text, self._status)
+            proxy = self._proxy.get(row)
+            if proxy is not None and wanted:
+                index = self.index(proxy, 0)
+                self.dataChanged.emit(index, index, roles)
+            elif proxy is not None:
+                self.beginRemoveRows(QModelIndex(), proxy, proxy)
+                del self._rows[proxy]
+                self._proxy = {r: i for i, r in enumerate(self._rows)}
+                self.endRemoveRows()
+            elif wanted:
+                at = bisect.bisect_left(self._rows, row)
+                self.beginInsertRows(QModelIndex(), at, at)
+                self._rows.insert(at, row)
+                self._proxy = {r: i for i, r in enumerate(self._rows)}
+                self.endInsertRows()
+
+    # ----- QAbstractProxyModel ------------------------------------------------------------------------------------
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else 1
+
+    def index(self, row: int, column: int = 0,
+              parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:
+        if parent.isValid() or not (0 <= row < len(self._rows)) or column != 0:
+            return QModelIndex()
+        return self.createIndex(row, column)
+
+    def parent(self, child=None):  # both QObject.parent() and the item model's parent(index)
+        if child is None:
+            return super().parent()
+        return QModelIndex()
+
+    def mapToSource(self, proxy: QModelIndex | QPersistentModelIndex) -> QModelIndex:  # noqa: N802
+        if not proxy.isValid() or not (0 <= proxy.row() < len(self._rows)):
+            return QModelIndex()
+        return self.sourceModel().index(self._rows[proxy.row()], 0)
+
+    def mapFromSource(self, source: QModelIndex | QPersistentModelIndex) -> QModelIndex:  # noqa: N802
+        row = self._proxy.get(source.row()) if source.isValid() else None
+        return QModelIndex() if row is None else self.index(row, 0)
 
 
 class ImageRowDelegate(QStyledItemDelegate):

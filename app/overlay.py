@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PySide6.QtGui import QImage
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # PIL is only needed by pil_to_qimage's callers
 logger = logging.getLogger(__name__)
 
 Box = tuple[slice, slice]
+#: (rows, cols) → [len(rows), len(cols)] confidence of those pixels, computed on demand (never a whole map up front).
+ConfidenceSource = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: Colour of pixels marked "ignore" (IGNORE_LABEL) and, dimmer, of slots whose part is ignored.
 IGNORE_RGB = (128, 128, 128)
@@ -177,6 +179,38 @@ def render_overlay(labels: np.ndarray, parts: PartTable, style: OverlayStyle, co
 
     out = out.view(np.uint8).reshape(out.shape + (4,))
     return np.ascontiguousarray(out[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0])
+
+
+def render_region(labels: np.ndarray, parts: PartTable, style: OverlayStyle, confidence: ConfidenceSource | None,
+                  box: Box | None = None, *, lut: np.ndarray | None = None) -> np.ndarray:
+    """:func:`render_overlay` of ``box`` that asks ``confidence`` for only the pixels it draws (plus the outline's
+    one-pixel margin), so a brush stroke or a band of a 12 MP overlay never needs an image-sized confidence map."""
+    y0, y1, x0, x1 = _normalise_box(box, labels.shape)
+    pad = 1 if style.outline_only else 0
+    py0, py1 = max(0, y0 - pad), min(labels.shape[0], y1 + pad)
+    px0, px1 = max(0, x0 - pad), min(labels.shape[1], x1 + pad)
+    conf = None
+    if style.heatmap and confidence is not None:
+        conf = confidence(np.arange(py0, py1), np.arange(px0, px1))
+    inner = (slice(y0 - py0, y1 - py0), slice(x0 - px0, x1 - px0))
+    return render_overlay(labels[py0:py1, px0:px1], parts, style, conf, inner, lut=lut)
+
+
+def render_overlay_image(labels: np.ndarray, parts: PartTable, style: OverlayStyle,
+                         confidence: ConfidenceSource | None = None, *, lut: np.ndarray | None = None,
+                         check: Callable[[], None] | None = None, band_pixels: int = 2**20) -> QImage:
+    """The whole overlay as the premultiplied ARGB32 QImage a canvas draws, rendered in bands of rows (bounded
+    memory; ``check()`` runs between bands, so a worker can abandon a render nobody will see)."""
+    height, width = labels.shape
+    lut = colour_lut(parts, style) if lut is None else lut
+    out = np.empty((height, width, 4), dtype=np.uint8)
+    rows = max(1, band_pixels // max(width, 1))
+    for top in range(0, height, rows):
+        if check is not None:
+            check()
+        band = (slice(top, min(height, top + rows)), slice(0, width))
+        out[band] = render_region(labels, parts, style, confidence, band, lut=lut)
+    return rgba_to_qimage(out).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
 
 
 def rgba_to_qimage(array: np.ndarray) -> QImage:

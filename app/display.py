@@ -1,0 +1,217 @@
+"""Showing an image without freezing the window: decoding, label maps and overlays run on worker threads in two
+stages, and their results reach the canvas only while they still belong to the image on screen.
+
+Stage 1, a screen-sized preview: the photo decoded at reduced scale (JPEG draft) and the model's labels at preview
+size (about 0.1 s for a 12 MP photo). Stage 2, full resolution: the photo as an RGB32 QImage the canvas draws as is,
+the label map (built in bands, abandoned between bands once the person has moved on) composed with their edits, and
+its overlay. The confidence map is never computed whole for showing: the heat map asks for the preview's pixels and
+the overlay's bands, hover for one pixel (:func:`mpae_core.inference.confidence_grid`).
+
+Stepping to the next image cancels the jobs of the last one (stale results are dropped, never drawn); a prediction
+that arrives for the shown image re-runs only the label stages, keeping the photo and every stroke.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from mpae_core.annotation.edits import EditLayer
+from mpae_core.annotation.labels import UNSET
+from mpae_core.annotation.parts import PartTable
+from mpae_core.images import ImageLoadError, load_image, load_preview
+from mpae_core.inference import PartPrediction, confidence_grid, label_map_at
+
+from .background import BackgroundRunner, CancelCheck
+from .canvas import ImageCanvas
+from .canvas_overlay import fit_size, preview_samples
+from .overlay import ConfidenceSource, OverlayStyle, colour_lut, render_overlay_image
+
+logger = logging.getLogger(__name__)
+
+PHOTO, LABELS = "photo", "labels"
+BAND_PIXELS = 2**21  # a full-resolution label map is built in steps of this many pixels (cancel points between)
+
+
+# ----- work done on the pool (no widgets, no project) ------------------------------------------------------------------
+def to_rgb32(image: Image.Image) -> QImage:
+    """An RGB PIL image as the RGB32 QImage the raster engine draws without converting (owns its pixels)."""
+    data = image.tobytes("raw", "RGB")
+    return QImage(data, image.width, image.height, 3 * image.width,
+                  QImage.Format.Format_RGB888).convertToFormat(QImage.Format.Format_RGB32)
+
+
+def decode_preview(path: Path, box: tuple[int, int]) -> tuple[QImage, tuple[int, int], bool]:
+    """(preview, full (height, width), whether the preview already is the full resolution)."""
+    image, (width, height) = load_preview(path, box)
+    return to_rgb32(image), (height, width), image.size == (width, height)
+
+
+def preview_labels(logits: torch.Tensor, size: tuple[int, int], preview: tuple[int, int],
+                   heatmap: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's labels at ``preview`` size, and the confidence of the pixels the preview shows if needed."""
+    base = label_map_at(logits, preview)
+    confidence = None
+    if heatmap:
+        confidence = confidence_grid(logits, size, preview_samples(size[0], preview[0]),
+                                     preview_samples(size[1], preview[1]))
+    return base, confidence
+
+
+def full_labels(logits: torch.Tensor, size: tuple[int, int], edits: np.ndarray | None, parts: PartTable | None,
+                style: OverlayStyle, confidence: ConfidenceSource, check: CancelCheck,
+                ) -> tuple[np.ndarray, np.ndarray, QImage | None]:
+    """(model labels, labels composed with ``edits``, their overlay) at full resolution, in cancellable bands."""
+    height, width = size
+    prediction = np.empty(size, dtype=np.uint8 if logits.shape[0] <= 256 else np.uint16)
+    step = max(1, BAND_PIXELS // max(width, 1))
+    for top in range(0, height, step):
+        check()
+        prediction[top : top + step] = label_map_at(logits, size, rows=slice(top, top + step))
+    check()
+    composed = prediction.astype(np.uint16)
+    if edits is not None:
+        np.copyto(composed, edits, where=edits != UNSET)
+    overlay = None
+    if parts is not None:
+        source = confidence if style.heatmap else None
+        overlay = render_overlay_image(composed, parts, style, source, lut=colour_lut(parts, style), check=check)
+    return prediction, composed, overlay
+
+
+# ----- the controller (GUI thread) ---------------------------------------------------------------------------------
+class ImageDisplay(QObject):
+    """Loads what the canvas shows for one image at a time, preview first; results of other images are dropped."""
+
+    previewShown = Signal(str)  # relpath: the screen-sized photo and labels are on screen
+    ready = Signal(str)  # relpath: the full resolution is on screen
+    photoFailed = Signal(str, str)  # relpath, one sentence (the file cannot be read as an image)
+    failed = Signal(str)  # an unexpected error while preparing the display (logged; the window says it)
+
+    def __init__(self, canvas: ImageCanvas, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.canvas = canvas
+        self._runner = BackgroundRunner(self, threads=2)
+        self._relpath: str | None = None
+        self._path: Path | None = None
+        self._waiting: set[str] = set()  # stages of the current image not yet on screen
+        self._announced = False
+
+    @property
+    def relpath(self) -> str | None:
+        return self._relpath
+
+    def show(self, relpath: str, path: Path, prediction: PartPrediction | None, layer: EditLayer | None) -> None:
+        """Start showing an image (its photo at ``path``, its prediction and edit layer); returns at once."""
+        self._runner.cancel(PHOTO)
+        self._relpath, self._path = relpath, path
+        self._waiting = {"photo", "photo full"}
+        self._announced = False
+        self.canvas.begin_image(layer)
+        box = self.canvas.preview_box()
+        self._runner.submit(PHOTO, lambda check: decode_preview(path, box), self._photo_preview,
+                            functools.partial(self._photo_failed, relpath), priority=2)
+        self.show_labels(prediction, layer)
+
+    def show_labels(self, prediction: PartPrediction | None, layer: EditLayer | None) -> None:
+        """(Re)compute the shown image's labels, e.g. when its prediction arrives; the photo stays."""
+        self._runner.cancel(LABELS)
+        self._waiting -= {"labels", "labels full"}
+        if prediction is None:
+            self._progress()
+            return
+        logits, size = prediction.logits, (int(prediction.image_size[0]), int(prediction.image_size[1]))
+        confidence: ConfidenceSource = functools.partial(confidence_grid, logits, size)
+        preview = fit_size(size, self.canvas.preview_box())
+        heatmap = self.canvas.style().heatmap
+        self._waiting |= {"labels", "labels full"}  # without a smaller preview, the full labels are stage 1
+        self.canvas.expect_labels(layer)
+        if preview != size:
+            self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, heatmap),
+                                functools.partial(self._labels_preview, size, confidence), self._job_failed,
+                                priority=1)
+        edits = layer.data if layer is not None and layer.has_edits else None  # read in place: strokes are replayed
+        parts = None if self.canvas.parts() is None else self.canvas.parts().copy()  # type: ignore[union-attr]
+        style, key = self.canvas.style(), self.canvas.overlay_key()
+        self._runner.submit(LABELS, lambda check: full_labels(logits, size, edits, parts, style, confidence, check),
+                            functools.partial(self._labels_full, confidence, key), self._job_failed)
+
+    def clear(self) -> None:
+        """Forget the shown image (its pending results are dropped)."""
+        self._runner.cancel(PHOTO)
+        self._runner.cancel(LABELS)
+        self._relpath, self._waiting = None, set()
+
+    def busy(self) -> bool:
+        """Whether anything of the shown image is still on its way (including a canvas re-render)."""
+        return self._runner.busy() or self.canvas.busy()
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Process events until the shown image is complete (tests, benchmarks, screenshots); False on timeout."""
+        return self._runner.wait(timeout_ms) and self.canvas.wait_for_overlay(timeout_ms)
+
+    def shutdown(self) -> None:
+        self.clear()
+        self._runner.shutdown()
+
+    # ----- results ------------------------------------------------------------------------------------------------
+    def _photo_preview(self, result: tuple[QImage, tuple[int, int], bool]) -> None:
+        image, size, complete = result
+        self.canvas.set_photo_preview(None if complete else image, size)
+        if complete:
+            self._photo_full(image)
+        else:
+            self._waiting.discard("photo")
+            path = self._path
+            self._runner.submit(PHOTO, lambda check: to_rgb32(load_image(path)), self._photo_full,
+                                functools.partial(self._photo_failed, self._relpath))
+        self._progress()
+
+    def _photo_full(self, image: QImage) -> None:
+        self.canvas.set_photo_full(image)
+        self._waiting -= {"photo", "photo full"}
+        self._progress()
+
+    def _photo_failed(self, relpath: str, exc: Exception) -> None:
+        self.canvas.set_photo_preview(None, None)
+        self._waiting -= {"photo", "photo full"}
+        if isinstance(exc, ImageLoadError):
+            self.photoFailed.emit(relpath, str(exc))
+        else:
+            self._job_failed(exc)
+        self._progress()
+
+    def _labels_preview(self, size: tuple[int, int], confidence: ConfidenceSource,
+                        result: tuple[np.ndarray, np.ndarray | None]) -> None:
+        base, preview_confidence = result
+        self.canvas.set_label_preview(base, size, confidence, preview_confidence)
+        self._waiting.discard("labels")
+        self._progress()
+
+    def _labels_full(self, confidence: ConfidenceSource, key: tuple,
+                     result: tuple[np.ndarray, np.ndarray, QImage | None]) -> None:
+        prediction, composed, overlay = result
+        self.canvas.set_labels(prediction, composed, confidence, overlay, key)
+        self._waiting -= {"labels", "labels full"}
+        self._progress()
+
+    def _job_failed(self, exc: Exception) -> None:
+        logger.error("Preparing the display of %s failed: %s", self._relpath, exc)
+        self._waiting -= {"labels", "labels full"}
+        self.failed.emit(f"Cannot show {self._relpath}: {exc}")
+        self._progress()
+
+    def _progress(self) -> None:
+        if self._relpath is None:
+            return
+        if not self._announced and not self._waiting & {"photo", "labels"}:
+            self._announced = True
+            self.previewShown.emit(self._relpath)
+        if not self._waiting:
+            self.ready.emit(self._relpath)
