@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, Qt, QThread, QThreadPool, Signal
 
 logger = logging.getLogger(__name__)
+WORKER_NICENESS = 5  # on Linux, pool threads yield the CPU to the GUI thread (which must answer within 50 ms)
+_lowered = threading.local()
+
+
+def _lower_priority() -> None:
+    """Once per pool thread: run below the GUI thread, so a busy worker never delays a repaint or a keystroke."""
+    if getattr(_lowered, "done", False):
+        return
+    _lowered.done = True
+    QThread.currentThread().setPriority(QThread.Priority.LowPriority)  # Windows, macOS
+    if sys.platform.startswith("linux"):  # Qt cannot for normal threads there; a thread has its own niceness
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+                           + WORKER_NICENESS)
+        except OSError as exc:
+            logger.debug("Could not lower a worker thread's priority: %s", exc)
 
 
 class Cancelled(Exception):
@@ -57,6 +76,7 @@ class _Job(QRunnable):
         self.job_id, self.work, self.check, self.signals = job_id, work, check, signals
 
     def run(self) -> None:
+        _lower_priority()
         try:
             self.check()
             result = self.work(self.check)

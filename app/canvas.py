@@ -171,10 +171,12 @@ class ImageCanvas(QGraphicsView):
         self._photo_item.set_level(FULL, image)
 
     def set_label_preview(self, base: np.ndarray, size: tuple[int, int], confidence: ConfidenceSource | None,
-                          preview_confidence: np.ndarray | None = None) -> None:
-        """The model's labels at preview size for labels of ``size``; strokes are possible from now on."""
+                          preview_confidence: np.ndarray | None = None, composed: np.ndarray | None = None,
+                          overlay: QImage | None = None, key: OverlayKey | None = None) -> None:
+        """The model's labels at preview size for labels of ``size`` (and, from a worker, the same with the edits on
+        top and their overlay rendered for ``key``); strokes are possible from now on."""
         self._take_over()
-        self._overlay.set_preview(base, size, self._layer, confidence, preview_confidence)
+        self._overlay.set_preview(base, size, self._layer, confidence, preview_confidence, composed, overlay, key)
         self._content_changed()
 
     def set_labels(self, prediction: np.ndarray, composed: np.ndarray, confidence: ConfidenceSource | None,

@@ -46,6 +46,16 @@ def fit_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def compose_preview(base: np.ndarray, edits: np.ndarray | None, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """uint16 preview labels: ``base`` (the model's, at preview size) with the full-resolution ``edits`` sampled at
+    ``rows`` x ``cols`` on top."""
+    composed = base.astype(np.uint16)
+    if edits is not None:
+        sampled = edits[np.ix_(rows, cols)]
+        np.copyto(composed, sampled, where=sampled != UNSET)
+    return composed
+
+
 def array_confidence(confidence: np.ndarray) -> ConfidenceSource:
     """A ConfidenceSource over a whole confidence map (the synchronous canvas API, small images)."""
     return lambda rows, cols: confidence[np.ix_(rows, cols)]
@@ -143,8 +153,11 @@ class CanvasOverlay(QObject):
 
     # ----- content ------------------------------------------------------------------------------------------------
     def set_preview(self, base: np.ndarray, size: tuple[int, int], layer: EditLayer | None,
-                    confidence: ConfidenceSource | None, preview_confidence: np.ndarray | None = None) -> None:
-        """The model's labels at preview size for an image of ``size``; the person's edits in ``layer`` go on top."""
+                    confidence: ConfidenceSource | None, preview_confidence: np.ndarray | None = None,
+                    composed: np.ndarray | None = None, overlay: QImage | None = None,
+                    key: OverlayKey | None = None) -> None:
+        """The model's labels at preview size for an image of ``size``; the person's edits in ``layer`` go on top.
+        A worker may pass them ``composed`` already, with their ``overlay`` rendered for ``key``."""
         self._size = (int(size[0]), int(size[1]))
         self.item.set_size(self._size[1], self._size[0])
         self._preview_base = np.asarray(base)
@@ -152,8 +165,11 @@ class CanvasOverlay(QObject):
         self._cols = preview_samples(self._size[1], base.shape[1])
         self.confidence = confidence
         self.preview_confidence = preview_confidence
-        self.preview = self._compose_preview(slice(None), slice(None), layer)
-        self._render_preview()
+        self.preview = composed if composed is not None else self._compose_preview(slice(None), slice(None), layer)
+        if overlay is not None and key == self.key():
+            self.item.set_level(PREVIEW, overlay)
+        else:
+            self._render_preview()
 
     def set_full(self, labels: np.ndarray, preview_box: tuple[int, int], overlay: QImage | None = None,
                  key: OverlayKey | None = None) -> None:
@@ -268,12 +284,7 @@ class CanvasOverlay(QObject):
 
     def _compose_preview(self, rows: slice, cols: slice, layer: EditLayer | None) -> np.ndarray:
         """Composed preview labels of a preview box: the model's where unpainted, the person's edits on top."""
-        sample = np.ix_(self._rows[rows], self._cols[cols])
         if self._preview_base is None:
-            return self.labels[sample].astype(np.uint16)  # type: ignore[index]
-        base = self._preview_base[rows, cols]
-        if layer is None or not layer.has_edits:
-            return base.astype(np.uint16)
-        edits = layer.data[sample]
-        return np.where(edits == UNSET, base, edits).astype(np.uint16)
-
+            return self.labels[np.ix_(self._rows[rows], self._cols[cols])].astype(np.uint16)  # type: ignore[index]
+        edits = layer.data if layer is not None and layer.has_edits else None
+        return compose_preview(self._preview_base[rows, cols], edits, self._rows[rows], self._cols[cols])

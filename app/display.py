@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
@@ -30,8 +29,8 @@ from mpae_core.inference import PartPrediction, confidence_grid, label_map_at
 
 from .background import BackgroundRunner, CancelCheck
 from .canvas import ImageCanvas
-from .canvas_overlay import fit_size, preview_samples
-from .overlay import ConfidenceSource, OverlayStyle, colour_lut, render_overlay_image
+from .canvas_overlay import array_confidence, compose_preview, fit_size, preview_samples
+from .overlay import ConfidenceSource, OverlayStyle, colour_lut, pil_to_rgb32, render_overlay_image
 
 logger = logging.getLogger(__name__)
 
@@ -40,28 +39,26 @@ BAND_PIXELS = 2**21  # a full-resolution label map is built in steps of this man
 
 
 # ----- work done on the pool (no widgets, no project) ------------------------------------------------------------------
-def to_rgb32(image: Image.Image) -> QImage:
-    """An RGB PIL image as the RGB32 QImage the raster engine draws without converting (owns its pixels)."""
-    data = image.tobytes("raw", "RGB")
-    return QImage(data, image.width, image.height, 3 * image.width,
-                  QImage.Format.Format_RGB888).convertToFormat(QImage.Format.Format_RGB32)
-
-
 def decode_preview(path: Path, box: tuple[int, int]) -> tuple[QImage, tuple[int, int], bool]:
     """(preview, full (height, width), whether the preview already is the full resolution)."""
     image, (width, height) = load_preview(path, box)
-    return to_rgb32(image), (height, width), image.size == (width, height)
+    return pil_to_rgb32(image), (height, width), image.size == (width, height)
 
 
-def preview_labels(logits: torch.Tensor, size: tuple[int, int], preview: tuple[int, int],
-                   heatmap: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """The model's labels at ``preview`` size, and the confidence of the pixels the preview shows if needed."""
+def preview_labels(logits: torch.Tensor, size: tuple[int, int], preview: tuple[int, int], edits: np.ndarray | None,
+                   parts: PartTable | None, style: OverlayStyle,
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, QImage | None]:
+    """(the model's labels at ``preview`` size, the confidence of the pixels the preview shows if the heat map needs
+    it, the labels with ``edits`` on top, their overlay)."""
     base = label_map_at(logits, preview)
-    confidence = None
-    if heatmap:
-        confidence = confidence_grid(logits, size, preview_samples(size[0], preview[0]),
-                                     preview_samples(size[1], preview[1]))
-    return base, confidence
+    rows, cols = preview_samples(size[0], preview[0]), preview_samples(size[1], preview[1])
+    confidence = confidence_grid(logits, size, rows, cols) if style.heatmap else None
+    composed = compose_preview(base, edits, rows, cols)
+    overlay = None
+    if parts is not None:
+        source = None if confidence is None else array_confidence(confidence)
+        overlay = render_overlay_image(composed, parts, style, source, lut=colour_lut(parts, style))
+    return base, confidence, composed, overlay
 
 
 def full_labels(logits: torch.Tensor, size: tuple[int, int], edits: np.ndarray | None, parts: PartTable | None,
@@ -129,16 +126,15 @@ class ImageDisplay(QObject):
         logits, size = prediction.logits, (int(prediction.image_size[0]), int(prediction.image_size[1]))
         confidence: ConfidenceSource = functools.partial(confidence_grid, logits, size)
         preview = fit_size(size, self.canvas.preview_box())
-        heatmap = self.canvas.style().heatmap
         self._waiting |= {"labels", "labels full"}  # without a smaller preview, the full labels are stage 1
         self.canvas.expect_labels(layer)
-        if preview != size:
-            self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, heatmap),
-                                functools.partial(self._labels_preview, size, confidence), self._job_failed,
-                                priority=1)
         edits = layer.data if layer is not None and layer.has_edits else None  # read in place: strokes are replayed
         parts = None if self.canvas.parts() is None else self.canvas.parts().copy()  # type: ignore[union-attr]
         style, key = self.canvas.style(), self.canvas.overlay_key()
+        if preview != size:
+            self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, edits, parts, style),
+                                functools.partial(self._labels_preview, size, confidence, key), self._job_failed,
+                                priority=1)
         self._runner.submit(LABELS, lambda check: full_labels(logits, size, edits, parts, style, confidence, check),
                             functools.partial(self._labels_full, confidence, key), self._job_failed)
 
@@ -169,7 +165,7 @@ class ImageDisplay(QObject):
         else:
             self._waiting.discard("photo")
             path = self._path
-            self._runner.submit(PHOTO, lambda check: to_rgb32(load_image(path)), self._photo_full,
+            self._runner.submit(PHOTO, lambda check: pil_to_rgb32(load_image(path), check), self._photo_full,
                                 functools.partial(self._photo_failed, self._relpath))
         self._progress()
 
@@ -187,10 +183,10 @@ class ImageDisplay(QObject):
             self._job_failed(exc)
         self._progress()
 
-    def _labels_preview(self, size: tuple[int, int], confidence: ConfidenceSource,
-                        result: tuple[np.ndarray, np.ndarray | None]) -> None:
-        base, preview_confidence = result
-        self.canvas.set_label_preview(base, size, confidence, preview_confidence)
+    def _labels_preview(self, size: tuple[int, int], confidence: ConfidenceSource, key: tuple,
+                        result: tuple[np.ndarray, np.ndarray | None, np.ndarray, QImage | None]) -> None:
+        base, preview_confidence, composed, overlay = result
+        self.canvas.set_label_preview(base, size, confidence, preview_confidence, composed, overlay, key)
         self._waiting.discard("labels")
         self._progress()
 

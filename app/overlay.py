@@ -8,6 +8,7 @@ tables have K + 2 rows and IGNORE_LABEL is mapped onto the last row, so a 65 k-e
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -25,6 +26,10 @@ logger = logging.getLogger(__name__)
 Box = tuple[slice, slice]
 #: (rows, cols) → [len(rows), len(cols)] confidence of those pixels, computed on demand (never a whole map up front).
 ConfidenceSource = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: Byte offsets of red, green, blue and alpha in a 32-bit QImage pixel (0xAARRGGBB in the machine's byte order).
+_R, _G, _B, _A = (2, 1, 0, 3) if sys.byteorder == "little" else (1, 2, 3, 0)
+BAND_PIXELS = 2**20  # whole images are converted in bands of this many pixels
 
 #: Colour of pixels marked "ignore" (IGNORE_LABEL) and, dimmer, of slots whose part is ignored.
 IGNORE_RGB = (128, 128, 128)
@@ -198,19 +203,53 @@ def render_region(labels: np.ndarray, parts: PartTable, style: OverlayStyle, con
 
 def render_overlay_image(labels: np.ndarray, parts: PartTable, style: OverlayStyle,
                          confidence: ConfidenceSource | None = None, *, lut: np.ndarray | None = None,
-                         check: Callable[[], None] | None = None, band_pixels: int = 2**20) -> QImage:
-    """The whole overlay as the premultiplied ARGB32 QImage a canvas draws, rendered in bands of rows (bounded
-    memory; ``check()`` runs between bands, so a worker can abandon a render nobody will see)."""
+                         check: Callable[[], None] | None = None) -> QImage:
+    """The whole overlay as the premultiplied ARGB32 QImage a canvas draws, rendered and written in bands of rows:
+    memory stays bounded, ``check()`` (called between bands) lets a worker abandon a render nobody will see, and
+    numpy does the writing, so the GIL is free for the GUI thread all along."""
     height, width = labels.shape
     lut = colour_lut(parts, style) if lut is None else lut
-    out = np.empty((height, width, 4), dtype=np.uint8)
-    rows = max(1, band_pixels // max(width, 1))
-    for top in range(0, height, rows):
+    image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
+    pixels = _pixels_of(image)
+    for top, bottom in _bands(height, width):
         if check is not None:
             check()
-        band = (slice(top, min(height, top + rows)), slice(0, width))
-        out[band] = render_region(labels, parts, style, confidence, band, lut=lut)
-    return rgba_to_qimage(out).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+        rgba = render_region(labels, parts, style, confidence, (slice(top, bottom), slice(0, width)), lut=lut)
+        alpha = rgba[..., 3].astype(np.uint16)
+        for channel, offset in ((0, _R), (1, _G), (2, _B)):
+            t = rgba[..., channel] * alpha + np.uint16(128)  # Qt's qPremultiply: round(x * a / 255)
+            pixels[top:bottom, :, offset] = (t + (t >> 8)) >> 8
+        pixels[top:bottom, :, _A] = rgba[..., 3]
+    return image
+
+
+def pil_to_rgb32(image: "Image.Image", check: Callable[[], None] | None = None) -> QImage:
+    """An RGB PIL image as an RGB32 QImage (the format the raster engine draws without converting), written band by
+    band with numpy: one QImage.convertToFormat of a 12 MP photo would hold the GIL, and so the GUI, for ~50 ms."""
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    qimage = QImage(width, height, QImage.Format.Format_RGB32)
+    pixels = _pixels_of(qimage)
+    for top, bottom in _bands(height, width):
+        if check is not None:
+            check()
+        band = pixels[top:bottom]
+        for channel, offset in ((0, _R), (1, _G), (2, _B)):
+            band[..., offset] = rgb[top:bottom, :, channel]
+        band[..., _A] = 255
+    return qimage
+
+
+def _bands(height: int, width: int) -> list[tuple[int, int]]:
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    return [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+
+def _pixels_of(image: QImage) -> np.ndarray:
+    """A writable [H, W, 4] uint8 view of a 32-bit QImage's pixels, bytes in memory order (see _R, _G, _B, _A)."""
+    height, width = image.height(), image.width()
+    rows = np.frombuffer(image.bits(), dtype=np.uint8).reshape(height, image.bytesPerLine())
+    return rows[:, : 4 * width].reshape(height, width, 4)
 
 
 def rgba_to_qimage(array: np.ndarray) -> QImage:

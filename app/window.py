@@ -277,10 +277,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         return self.display.wait(timeout_ms)
 
     def _select_in_list(self, relpath: str) -> None:
-        row = self.file_model.row_of(relpath)
-        if row < 0:
-            return
-        index = self.file_filter.mapFromSource(self.file_model.index(row))
+        index = self.file_filter.index_of(relpath)
         if index.isValid() and index != self.file_view.currentIndex():
             with QSignalBlocker(self.file_view.selectionModel()):
                 self.file_view.setCurrentIndex(index)
