@@ -221,8 +221,8 @@ class ImageCanvas(QGraphicsView):
         self._overlay.shutdown()
 
     def labels(self) -> np.ndarray | None:
-        """The composed full-resolution label map shown (read-only by contract; None until it is known)."""
-        return self._overlay.labels
+        """The current image's composed full-resolution labels (read-only by contract; None until they are known)."""
+        return None if self._replacing else self._overlay.labels
 
     def set_parts(self, parts: PartTable | None) -> None:
         """The part table that names and colours label values; call again (or refresh_overlay) after it changes."""

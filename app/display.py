@@ -131,12 +131,17 @@ class ImageDisplay(QObject):
         edits = layer.data if layer is not None and layer.has_edits else None  # read in place: strokes are replayed
         parts = None if self.canvas.parts() is None else self.canvas.parts().copy()  # type: ignore[union-attr]
         style, key = self.canvas.style(), self.canvas.overlay_key()
-        if preview != size:
-            self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, edits, parts, style),
-                                functools.partial(self._labels_preview, size, confidence, key), self._job_failed,
-                                priority=1)
-        self._runner.submit(LABELS, lambda check: full_labels(logits, size, edits, parts, style, confidence, check),
-                            functools.partial(self._labels_full, confidence, key), self._job_failed)
+        def full_stage() -> None:
+            self._runner.submit(LABELS, lambda check: full_labels(logits, size, edits, parts, style, confidence,
+                                                                  check),
+                                functools.partial(self._labels_full, confidence, key), self._job_failed)
+
+        if preview == size:
+            full_stage()
+            return
+        self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, edits, parts, style),
+                            functools.partial(self._labels_preview, size, confidence, key, full_stage),
+                            self._job_failed, priority=1)
 
     def clear(self) -> None:
         """Forget the shown image (its pending results are dropped)."""
@@ -183,11 +188,12 @@ class ImageDisplay(QObject):
             self._job_failed(exc)
         self._progress()
 
-    def _labels_preview(self, size: tuple[int, int], confidence: ConfidenceSource, key: tuple,
+    def _labels_preview(self, size: tuple[int, int], confidence: ConfidenceSource, key: tuple, full_stage,
                         result: tuple[np.ndarray, np.ndarray | None, np.ndarray, QImage | None]) -> None:
         base, preview_confidence, composed, overlay = result
         self.canvas.set_label_preview(base, size, confidence, preview_confidence, composed, overlay, key)
         self._waiting.discard("labels")
+        full_stage()  # only now: stage 2 never competes with stage 1, nor starts for an image already left
         self._progress()
 
     def _labels_full(self, confidence: ConfidenceSource, key: tuple,
