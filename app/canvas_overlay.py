@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from mpae_core.annotation.edits import EditLayer
-from mpae_core.annotation.labels import BACKGROUND, IGNORE_LABEL, UNSET
+from mpae_core.annotation.labels import BACKGROUND, IGNORE_LABEL
 from mpae_core.annotation.parts import PartTable
 
 from .background import BackgroundRunner
@@ -44,16 +44,6 @@ def fit_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     height, width = size
     scale = min(box[0] / max(width, 1), box[1] / max(height, 1), 1.0)
     return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def compose_preview(base: np.ndarray, edits: np.ndarray | None, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """uint16 preview labels: ``base`` (the model's, at preview size) with the full-resolution ``edits`` sampled at
-    ``rows`` x ``cols`` on top."""
-    composed = base.astype(np.uint16)
-    if edits is not None:
-        sampled = edits[np.ix_(rows, cols)]
-        np.copyto(composed, sampled, where=sampled != UNSET)
-    return composed
 
 
 def array_confidence(confidence: np.ndarray) -> ConfidenceSource:
@@ -128,11 +118,11 @@ class CanvasOverlay(QObject):
         if value == BACKGROUND:
             name = "background"
         elif value == IGNORE_LABEL:
-            name = "ignored"
+            name = "don't care"
         elif self.parts is not None and value - 1 < self.parts.num_parts:
             name = self.parts.display_name(value - 1)
-            if self.parts.is_ignored(value - 1):
-                name += " (ignored)"
+            if self.parts.is_background(value - 1):
+                name += " (exported as background)"
         else:
             name = f"label {value}"
         text += f" · {name}"
@@ -286,5 +276,5 @@ class CanvasOverlay(QObject):
         """Composed preview labels of a preview box: the model's where unpainted, the person's edits on top."""
         if self._preview_base is None:
             return self.labels[np.ix_(self._rows[rows], self._cols[cols])].astype(np.uint16)  # type: ignore[index]
-        edits = layer.data if layer is not None and layer.has_edits else None
-        return compose_preview(self._preview_base[rows, cols], edits, self._rows[rows], self._cols[cols])
+        base = self._preview_base[rows, cols]
+        return base.astype(np.uint16) if layer is None else layer.composed_at(self._rows[rows], self._cols[cols], base)

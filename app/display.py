@@ -29,7 +29,7 @@ from mpae_core.inference import PartPrediction, confidence_grid, label_map_at
 
 from .background import BackgroundRunner, CancelCheck
 from .canvas import ImageCanvas
-from .canvas_overlay import array_confidence, compose_preview, fit_size, preview_samples
+from .canvas_overlay import array_confidence, fit_size, preview_samples
 from .overlay import ConfidenceSource, OverlayStyle, colour_lut, pil_to_rgb32, render_overlay_image
 
 logger = logging.getLogger(__name__)
@@ -45,15 +45,15 @@ def decode_preview(path: Path, box: tuple[int, int]) -> tuple[QImage, tuple[int,
     return pil_to_rgb32(image), (height, width), image.size == (width, height)
 
 
-def preview_labels(logits: torch.Tensor, size: tuple[int, int], preview: tuple[int, int], edits: np.ndarray | None,
+def preview_labels(logits: torch.Tensor, size: tuple[int, int], preview: tuple[int, int], layer: EditLayer | None,
                    parts: PartTable | None, style: OverlayStyle,
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, QImage | None]:
     """(the model's labels at ``preview`` size, the confidence of the pixels the preview shows if the heat map needs
-    it, the labels with ``edits`` on top, their overlay)."""
+    it, the labels with the edits of ``layer`` on top, their overlay)."""
     base = label_map_at(logits, preview)
     rows, cols = preview_samples(size[0], preview[0]), preview_samples(size[1], preview[1])
     confidence = confidence_grid(logits, size, rows, cols) if style.heatmap else None
-    composed = compose_preview(base, edits, rows, cols)
+    composed = base.astype(np.uint16) if layer is None else layer.composed_at(rows, cols, base)
     overlay = None
     if parts is not None:
         source = None if confidence is None else array_confidence(confidence)
@@ -139,7 +139,7 @@ class ImageDisplay(QObject):
         if preview == size:
             full_stage()
             return
-        self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, edits, parts, style),
+        self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, layer, parts, style),
                             functools.partial(self._labels_preview, size, confidence, key, full_stage),
                             self._job_failed, priority=1)
 

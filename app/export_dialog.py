@@ -93,7 +93,7 @@ class ExportWorker(QThread):
 
     def run(self) -> None:
         try:
-            copy = AnnotationProject.open(self.project_dir)
+            copy = AnnotationProject.open(self.project_dir, write=False)
             if self.reviewed_only:
                 source = copy.iter_label_maps(statuses=[ImageStatus.REVIEWED])
                 names = unique_mask_relpaths(copy.relpaths())

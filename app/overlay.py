@@ -31,7 +31,7 @@ ConfidenceSource = Callable[[np.ndarray, np.ndarray], np.ndarray]
 _R, _G, _B, _A = (2, 1, 0, 3) if sys.byteorder == "little" else (1, 2, 3, 0)
 BAND_PIXELS = 2**20  # whole images are converted in bands of this many pixels
 
-#: Colour of pixels marked "ignore" (IGNORE_LABEL) and, dimmer, of slots whose part is ignored.
+#: Colour of "don't care" pixels (IGNORE_LABEL) and, dimmer, of slots whose part is exported as background.
 IGNORE_RGB = (128, 128, 128)
 IGNORED_SLOT_RGB = (96, 96, 96)
 
@@ -71,7 +71,7 @@ def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
     """uint8 [K + 2, 4] RGBA per label value: row 0 background, row k + 1 slot k, row K + 1 IGNORE_LABEL.
 
     Alpha already holds the style's opacity (255 in outline mode); hidden slots and background are transparent,
-    ignored slots are a dim grey at half alpha (or transparent without ``show_ignored``). Use :func:`lut_indices`
+    slots exported as background are a dim grey at half alpha (or transparent without ``show_ignored``). Use :func:`lut_indices`
     to turn a label map into row numbers.
     """
     k = parts.num_parts
@@ -80,7 +80,7 @@ def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
     for slot in range(k):
         if _slot_hidden(parts, slot, style):
             continue
-        if parts.is_ignored(slot):
+        if parts.is_background(slot):
             if style.show_ignored:
                 lut[slot + 1] = (*IGNORED_SLOT_RGB, alpha // 2)
             continue
@@ -101,11 +101,11 @@ def display_lut(parts: PartTable) -> np.ndarray:
 
 
 def heat_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
-    """bool [K + 2]: rows the heat map colours (visible, not ignored part slots)."""
+    """bool [K + 2]: rows the heat map colours (visible part slots not exported as background)."""
     k = parts.num_parts
     lut = np.zeros(k + 2, dtype=bool)
     for slot in range(k):
-        lut[slot + 1] = not _slot_hidden(parts, slot, style) and not parts.is_ignored(slot)
+        lut[slot + 1] = not _slot_hidden(parts, slot, style) and not parts.is_background(slot)
     return lut
 
 

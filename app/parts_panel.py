@@ -1,4 +1,4 @@
-"""The dataset-wide part table: name, colour, visibility and ignore flag of every model slot, plus merges.
+"""The dataset-wide part table: name, colour, visibility and "export as background" flag of every model slot, plus merges.
 
 A slot means the same part in every image, so this panel edits the project's :class:`PartTable` once for the whole
 folder. Every change goes through the table's own methods (which validate names and merges); the panel only shows
@@ -42,10 +42,10 @@ from .icons import icon
 
 logger = logging.getLogger(__name__)
 
-COL_COLOR, COL_NAME, COL_VISIBLE, COL_IGNORED, COL_COUNT, COL_GALLERY = range(6)
-HEADERS = ("", "Part", "", "Ignore", "Images", "")
+COL_COLOR, COL_NAME, COL_VISIBLE, COL_BACKGROUND, COL_COUNT, COL_GALLERY = range(6)
+HEADERS = ("", "Part", "", "As bg", "Images", "")
 HEADER_TIPS = ("Colour (double-click to change)", "Part name, the same in every image (F2 to rename)",
-               "Show or hide the part's overlay", "Ignored parts export as background (Del or I)",
+               "Show or hide the part's overlay", "Export as background: the part's pixels are written as background (0) (Del or I)",
                "Number of images the part appears in (double-click for its gallery)", "Show the part's gallery")
 
 
@@ -92,7 +92,7 @@ class PartsModel(QAbstractTableModel):
 
     #: A change the PartTable refused (its message says why); the old value stays.
     error = Signal(str)
-    #: The table changed through this model (rename, recolour, ignore).
+    #: The table changed through this model (rename, recolour, export as background).
     tableChanged = Signal()
     #: The hidden slots changed (frozenset of every hidden slot, merged members included).
     hiddenChanged = Signal(object)
@@ -207,7 +207,7 @@ class PartsModel(QAbstractTableModel):
         member = self._rows[index.row()].is_member
         if index.column() == COL_NAME and not member:
             flags |= Qt.ItemFlag.ItemIsEditable
-        if index.column() == COL_IGNORED and not member:
+        if index.column() == COL_BACKGROUND and not member:
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         return flags
 
@@ -218,7 +218,7 @@ class PartsModel(QAbstractTableModel):
         row, col = self._rows[index.row()], index.column()
         entry = parts[row.slot]
         hidden = row.root in self._hidden
-        ignored = parts.is_ignored(row.root)
+        as_background = parts.is_background(row.root)
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_NAME:
                 if row.is_member:
@@ -242,11 +242,11 @@ class PartsModel(QAbstractTableModel):
             if col == COL_GALLERY and not row.is_member:
                 return icon("gallery")
             return None
-        if role == Qt.ItemDataRole.CheckStateRole and col == COL_IGNORED and not row.is_member:
-            return Qt.CheckState.Checked if ignored else Qt.CheckState.Unchecked
-        if role == Qt.ItemDataRole.ForegroundRole and (row.is_member or ignored or hidden):
+        if role == Qt.ItemDataRole.CheckStateRole and col == COL_BACKGROUND and not row.is_member:
+            return Qt.CheckState.Checked if as_background else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.ForegroundRole and (row.is_member or as_background or hidden):
             return QColor(128, 128, 128)
-        if role == Qt.ItemDataRole.FontRole and col == COL_NAME and ignored and not row.is_member:
+        if role == Qt.ItemDataRole.FontRole and col == COL_NAME and as_background and not row.is_member:
             font = QFont()
             font.setStrikeOut(True)
             return font
@@ -285,8 +285,8 @@ class PartsModel(QAbstractTableModel):
                 if not color.isValid():
                     raise ValueError(f"{value!r} is not a colour.")
                 parts.recolor(row.root, (color.red(), color.green(), color.blue()))
-            elif col == COL_IGNORED and role == Qt.ItemDataRole.CheckStateRole and not row.is_member:
-                parts.ignore(row.slot, _is_checked(value))
+            elif col == COL_BACKGROUND and role == Qt.ItemDataRole.CheckStateRole and not row.is_member:
+                parts.set_as_background(row.slot, _is_checked(value))
             elif col == COL_VISIBLE and role in (Qt.ItemDataRole.EditRole, Qt.ItemDataRole.CheckStateRole):
                 self.set_hidden(row.slot, not _is_checked(value))
                 return True
@@ -303,7 +303,7 @@ class PartsModel(QAbstractTableModel):
 
 
 class PartsPanel(QWidget):
-    """The dock's part list: rename, recolour, hide, ignore and merge the dataset's parts."""
+    """The dock's part list: rename, recolour, hide, export as background and merge the dataset's parts."""
 
     partsChanged = Signal()
     visibilityChanged = Signal(object)  # frozenset[int] of hidden slots
@@ -337,8 +337,9 @@ class PartsPanel(QWidget):
                                               "(the same label in every image)", self.merge_selected)
         self.unmerge_button = self._tool_button("unmerge", "Un-merge", "Make the selected merged slots parts of "
                                                 "their own again", self.unmerge_selected)
-        self.ignore_button = self._tool_button("ignore", "Ignore", "Toggle ignore: ignored parts export as "
-                                               "background (Del or I)", self.toggle_ignore_selected)
+        self.background_button = self._tool_button("ignore", "As background", "Export the selected parts as background "
+                                                   "(0), or as their own labels again (Del or I)",
+                                                   self.toggle_background_selected)
         self.gallery_button = self._tool_button("gallery", "Gallery", "Show crops of the selected part across the "
                                                 "folder", self._request_gallery)
         self.error_label = QLabel(self)
@@ -349,7 +350,7 @@ class PartsPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
         buttons.setSpacing(4)
-        for button in (self.merge_button, self.unmerge_button, self.ignore_button, self.gallery_button):
+        for button in (self.merge_button, self.unmerge_button, self.background_button, self.gallery_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -359,8 +360,8 @@ class PartsPanel(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.error_label)
 
-        self._add_shortcut("Toggle ignore", [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_I)],
-                           self.toggle_ignore_selected)
+        self._add_shortcut("Export as background", [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_I)],
+                           self.toggle_background_selected)
         self._add_shortcut("Rename", [QKeySequence(Qt.Key.Key_F2)], self.rename_current)
 
         self.model.error.connect(self._show_error)
@@ -462,16 +463,16 @@ class PartsPanel(QWidget):
         if targets and self._apply(lambda: [parts.unmerge(s) for s in targets]):
             self._reselect(targets, targets[0])
 
-    def toggle_ignore_selected(self) -> None:
-        """Ignore the selected groups, or un-ignore them when all are already ignored."""
+    def toggle_background_selected(self) -> None:
+        """Export the selected groups as background, or as their own labels again when all already are."""
         parts = self.model.parts
         if parts is None:
             return
         roots = sorted({parts.root(s) for s in self.selected_slots()})
         if not roots:
             return
-        ignore = not all(parts.is_ignored(r) for r in roots)
-        self._apply(lambda: [parts.ignore(r, ignore) for r in roots])
+        as_background = not all(parts.is_background(r) for r in roots)
+        self._apply(lambda: [parts.set_as_background(r, as_background) for r in roots])
 
     def rename_current(self) -> None:
         """Start editing the current part's name in place (F2)."""
@@ -556,7 +557,7 @@ class PartsPanel(QWidget):
         groups = set() if parts is None else {parts.root(s) for s in selected}
         self.merge_button.setEnabled(len(groups) >= 2)
         self.unmerge_button.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
-        self.ignore_button.setEnabled(bool(groups))
+        self.background_button.setEnabled(bool(groups))
         self.gallery_button.setEnabled(len(groups) == 1)
 
     def _clicked(self, index: QModelIndex) -> None:

@@ -48,9 +48,9 @@ class EditingMixin:
         self.gallery.show_part(self.project, slot)
 
     def _fill_paint_labels(self) -> None:
-        """Paint choices: background, each visible root part by name, ignore; keeps the current choice."""
+        """Paint choices: background, each root part by name, don't care; keeps the current choice."""
         current = self.paint_label.currentData()
-        if self.paint_label.count() <= 2:  # only background/ignore so far: the first part is the better default
+        if self.paint_label.count() <= 2:  # only background/don't care so far: the first part is the better default
             current = None
         with QSignalBlocker(self.paint_label):
             self.paint_label.clear()
@@ -58,10 +58,10 @@ class EditingMixin:
             parts = self.project.parts if self.project is not None else None
             if parts is not None:
                 for slot in range(parts.num_parts):
-                    if parts.root(slot) == slot and not parts.is_ignored(slot):
+                    if parts.root(slot) == slot and not parts.is_background(slot):
                         self.paint_label.addItem(icon("brush", "#%02x%02x%02x" % tuple(parts.display_color(slot))),
                                                  parts.display_name(slot), slot + 1)
-            self.paint_label.addItem("Ignore (255)", IGNORE_LABEL)
+            self.paint_label.addItem("Don't care (255)", IGNORE_LABEL)
             index = self.paint_label.findData(current)
             self.paint_label.setCurrentIndex(index if index >= 0 else min(1, self.paint_label.count() - 1))
         self.canvas.set_active_label(self.paint_label.currentData())

@@ -45,8 +45,10 @@ def window(qtbot):
 
 @pytest.fixture
 def large_project(tmp_path):
-    """Three predicted 1600x1200 images."""
-    return make_predicted_project(tmp_path / "large", num_images=3, size=LARGE)
+    """Three predicted 1600x1200 images (closed: the window under test opens the folder itself)."""
+    project = make_predicted_project(tmp_path / "large", num_images=3, size=LARGE)
+    project.close()
+    return project
 
 
 def settle(window) -> bool:
@@ -288,6 +290,7 @@ def test_filter_follows_status_changes_without_a_reset(qtbot, predicted_project)
 
 
 def test_space_pans_after_clicking_the_list_and_never_paints(qtbot, window, predicted_project):
+    predicted_project.close()
     assert window.open_folder(predicted_project.images_folder, load_project_checkpoint=False)
     assert settle(window)
     relpath = window.current
@@ -317,6 +320,7 @@ def test_space_pans_after_clicking_the_list_and_never_paints(qtbot, window, pred
 
 
 def test_space_still_types_in_the_filter(qtbot, window, predicted_project):
+    predicted_project.close()
     assert window.open_folder(predicted_project.images_folder, load_project_checkpoint=False)
     qtbot.mouseMove(window.canvas.viewport(), window.canvas.viewport().rect().center())
     window.filter_edit.setFocus()

@@ -256,3 +256,19 @@ def test_read_training_weights_of_full_files(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(other))
     with pytest.raises(CheckpointError, match="not an MPAE Annotator checkpoint"):
         read_training_weights(other)
+
+
+def test_fingerprint_follows_the_part_defining_weights_across_formats(official_celeba_model, tmp_path):
+    from mpae_core.checkpoint import model_fingerprint, model_lineage
+
+    fingerprint = model_fingerprint(official_celeba_model)
+    path = save_checkpoint(official_celeba_model, tmp_path / "converted.safetensors", embed_backbone=True)
+    converted = load_checkpoint(path)
+    assert model_fingerprint(converted) == fingerprint  # .pth and its conversion are the same model
+    assert model_lineage(converted) == []
+    with torch.no_grad():
+        converted.partformer.state_dict()[next(iter(converted.partformer.state_dict()))].add_(1e-3)
+    assert model_fingerprint(converted) != fingerprint
+    refined = save_checkpoint(converted, tmp_path / "refined.safetensors", embed_backbone=True,
+                              provenance={"lineage": [fingerprint]})
+    assert model_lineage(load_checkpoint(refined)) == [fingerprint]

@@ -1,7 +1,7 @@
 """A person's corrections to one image: an integer override layer over the model's label map, with undo/redo.
 
 The layer has the image's size; :data:`UNSET` means "use the prediction", any other value is a label value
-(0 background, k + 1 slot k, :data:`IGNORE_LABEL`). Keeping edits apart from the prediction means a part-table
+(0 background, k + 1 slot k, a user label from :data:`USER_LABEL_BASE`, :data:`IGNORE_LABEL`). Keeping edits apart from the prediction means a part-table
 change or a re-prediction never destroys the person's work, and "erase to prediction" is just writing UNSET.
 
 Undo history stores, per step, only the bounding box of the pixels that changed (compressed when large), so a long
@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .fill import flood_region
-from .labels import BACKGROUND, IGNORE_LABEL, UNSET
+from .labels import BACKGROUND, IGNORE_LABEL, UNSET, USER_LABEL_BASE
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,15 @@ class EditLayer:
         if self._data is None or not self._edited:
             return pred.astype(np.uint16)
         return np.where(self._data == UNSET, pred, self._data).astype(np.uint16, copy=False)
+
+    def composed_at(self, rows: np.ndarray, cols: np.ndarray, prediction_labels: np.ndarray) -> np.ndarray:
+        """The composed labels at a grid of pixels (``rows`` × ``cols``), over a prediction already sampled there:
+        how a summary of an edited image is made without composing it at full size."""
+        base = np.asarray(prediction_labels).astype(np.uint16)
+        if self._data is None or not self._edited:
+            return base
+        sampled = self._data[np.ix_(rows, cols)]
+        return np.where(sampled == UNSET, base, sampled)
 
     # ----- painting -----------------------------------------------------------------------------------------------
     def brush(self, x: float, y: float, radius: float, label: int) -> int:
@@ -280,17 +289,18 @@ class EditLayer:
     def _check_label(self, label: int) -> None:
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
             raise ValueError(f"A label must be an integer label value, got {label!r}.")
-        if label in (UNSET, IGNORE_LABEL):
+        if label in (UNSET, IGNORE_LABEL) or USER_LABEL_BASE <= label < IGNORE_LABEL:
             return
-        top = self.num_parts if self.num_parts is not None else IGNORE_LABEL - 1
+        top = self.num_parts if self.num_parts is not None else USER_LABEL_BASE - 1
         if not 0 <= label <= top:
-            raise ValueError(f"Label value {label} does not exist: use 0 (background), 1..{top} (slot k is k + 1), "
-                             f"{IGNORE_LABEL} (ignore) or {UNSET} (erase to prediction).")
+            raise ValueError(f"Label value {label} does not exist: use 0 (background), 1..{top} (part k is k), "
+                             f"{USER_LABEL_BASE}+ (your own labels), {IGNORE_LABEL} (don't care) or {UNSET} (erase "
+                             "to prediction).")
 
     def _check_values(self, data: np.ndarray) -> None:
         if self.num_parts is None:
             return
-        bad = (data > self.num_parts) & (data != UNSET) & (data != IGNORE_LABEL)
+        bad = (data > self.num_parts) & (data < USER_LABEL_BASE)
         if bad.any():
             raise ValueError(f"The edit layer holds label value {int(data[bad].flat[0])}, but the model has only "
                              f"{self.num_parts} part slots.")

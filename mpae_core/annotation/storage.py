@@ -23,12 +23,31 @@ from ..errors import MPAEError
 logger = logging.getLogger(__name__)
 
 
+def _process_umask() -> int:
+    """The umask, read once at import (setting it to read it is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of new files: what ``open()`` would give (0666 minus the umask), not mkstemp's private 0600, so exports and
+#: project files can be read by the other tools and users they are made for.
+NEW_FILE_MODE = 0o666 & ~_process_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, fsync: bool = False) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it over ``path`` in one step."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it over ``path`` in one step.
+
+    The file gets the permissions a plain ``open()`` would give (or keeps those of the file it replaces)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        try:  # an existing file keeps its mode; a new one gets the usual 0666 & ~umask
+            mode = path.stat().st_mode & 0o7777
+        except OSError:
+            mode = NEW_FILE_MODE
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             if fsync:
