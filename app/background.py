@@ -19,20 +19,21 @@ from typing import Any, Callable
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, Qt, QThread, QThreadPool, Signal
 
 logger = logging.getLogger(__name__)
-WORKER_NICENESS = 5  # on Linux, pool threads yield the CPU to the GUI thread (which must answer within 50 ms)
 _lowered = threading.local()
 
 
-def _lower_priority() -> None:
-    """Once per pool thread: run below the GUI thread, so a busy worker never delays a repaint or a keystroke."""
+def _lower_priority(niceness: int) -> None:
+    """Once per pool thread: run below the GUI thread, so a busy worker never delays a repaint or a keystroke.
+
+    On Linux a thread has its own niceness (Qt's thread priorities do nothing there for normal threads); elsewhere
+    Qt's low priority does the same job."""
     if getattr(_lowered, "done", False):
         return
     _lowered.done = True
-    QThread.currentThread().setPriority(QThread.Priority.LowPriority)  # Windows, macOS
-    if sys.platform.startswith("linux"):  # Qt cannot for normal threads there; a thread has its own niceness
+    QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+    if sys.platform.startswith("linux"):
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
-                           + WORKER_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
         except OSError as exc:
             logger.debug("Could not lower a worker thread's priority: %s", exc)
 
@@ -56,6 +57,18 @@ class CancelCheck:
             raise Cancelled()
 
 
+def wait_until(done: Callable[[], bool], timeout_ms: int) -> bool:
+    """Process events until ``done()`` (tests, benchmarks, screenshots); False on timeout."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    app = QCoreApplication.instance()
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        time.sleep(0.001)
+    return True
+
+
 @dataclass
 class _Pending:
     group: str
@@ -71,12 +84,13 @@ class _Signals(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, job_id: int, work: Callable[[CancelCheck], Any], check: CancelCheck, signals: _Signals) -> None:
+    def __init__(self, job_id: int, work: Callable[[CancelCheck], Any], check: CancelCheck, signals: _Signals,
+                 niceness: int) -> None:
         super().__init__()
-        self.job_id, self.work, self.check, self.signals = job_id, work, check, signals
+        self.job_id, self.work, self.check, self.signals, self.niceness = job_id, work, check, signals, niceness
 
     def run(self) -> None:
-        _lower_priority()
+        _lower_priority(self.niceness)
         try:
             self.check()
             result = self.work(self.check)
@@ -94,8 +108,11 @@ class BackgroundRunner(QObject):
 
     idle = Signal()  # the last pending job finished, failed or was dropped
 
-    def __init__(self, parent: QObject | None = None, threads: int = 2) -> None:
+    def __init__(self, parent: QObject | None = None, threads: int = 2, niceness: int = 5) -> None:
+        """``niceness``: how far below the GUI thread the pool's threads run on Linux (5: a third of its CPU share
+        when both want it, 10: a tenth)."""
         super().__init__(parent)
+        self._niceness = niceness
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
         self._signals = _Signals(self)
@@ -113,7 +130,8 @@ class BackgroundRunner(QObject):
         job_id = next(self._ids)
         generation = self._generations.setdefault(group, 0)
         self._pending[job_id] = _Pending(group, generation, on_done, on_failed)
-        self._pool.start(_Job(job_id, work, CancelCheck(self, group, generation), self._signals), priority)
+        self._pool.start(_Job(job_id, work, CancelCheck(self, group, generation), self._signals, self._niceness),
+                         priority)
         return job_id
 
     def cancel(self, group: str) -> None:
@@ -127,14 +145,7 @@ class BackgroundRunner(QObject):
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Process events until no job has a result to deliver (tests, benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout_ms / 1000
-        app = QCoreApplication.instance()
-        while self.busy():
-            if time.monotonic() > deadline:
-                return False
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-            time.sleep(0.001)
-        return True
+        return wait_until(lambda: not self.busy(), timeout_ms)
 
     def shutdown(self) -> None:
         """Drop everything and wait for the running jobs to return (at their next cancel check)."""

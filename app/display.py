@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from mpae_core.annotation.edits import EditLayer
@@ -27,7 +27,7 @@ from mpae_core.annotation.parts import PartTable
 from mpae_core.images import ImageLoadError, load_image, load_preview
 from mpae_core.inference import PartPrediction, confidence_grid, label_map_at
 
-from .background import BackgroundRunner, CancelCheck
+from .background import BackgroundRunner, CancelCheck, wait_until
 from .canvas import ImageCanvas
 from .canvas_overlay import array_confidence, fit_size, preview_samples
 from .overlay import ConfidenceSource, OverlayStyle, colour_lut, pil_to_rgb32, render_overlay_image
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 PHOTO, LABELS = "photo", "labels"
 BAND_PIXELS = 2**21  # a full-resolution label map is built in steps of this many pixels (cancel points between)
+STAGE2_DELAY_MS = 100  # the full resolution starts this long after the preview landed, if the image is still shown
 
 
 # ----- work done on the pool (no widgets, no project) ------------------------------------------------------------------
@@ -94,9 +95,11 @@ class ImageDisplay(QObject):
     def __init__(self, canvas: ImageCanvas, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.canvas = canvas
-        self._runner = BackgroundRunner(self, threads=2)
+        self._stage1 = BackgroundRunner(self, threads=2, niceness=3)  # previews: never queued behind stage 2
+        self._stage2 = BackgroundRunner(self, threads=2, niceness=10)  # full resolution, at a tenth of the CPU share
         self._relpath: str | None = None
         self._path: Path | None = None
+        self._tokens = {PHOTO: 0, LABELS: 0}  # a delayed stage-2 start checks it still belongs to the current image
         self._waiting: set[str] = set()  # stages of the current image not yet on screen
         self._announced = False
 
@@ -106,19 +109,19 @@ class ImageDisplay(QObject):
 
     def show(self, relpath: str, path: Path, prediction: PartPrediction | None, layer: EditLayer | None) -> None:
         """Start showing an image (its photo at ``path``, its prediction and edit layer); returns at once."""
-        self._runner.cancel(PHOTO)
+        self._cancel(PHOTO)
         self._relpath, self._path = relpath, path
         self._waiting = {"photo", "photo full"}
         self._announced = False
         self.canvas.begin_image(layer)
         box = self.canvas.preview_box()
-        self._runner.submit(PHOTO, lambda check: decode_preview(path, box), self._photo_preview,
-                            functools.partial(self._photo_failed, relpath), priority=2)
+        self._stage1.submit(PHOTO, lambda check: decode_preview(path, box), self._photo_preview,
+                            functools.partial(self._photo_failed, relpath), priority=1)
         self.show_labels(prediction, layer)
 
     def show_labels(self, prediction: PartPrediction | None, layer: EditLayer | None) -> None:
         """(Re)compute the shown image's labels, e.g. when its prediction arrives; the photo stays."""
-        self._runner.cancel(LABELS)
+        self._cancel(LABELS)
         self._waiting -= {"labels", "labels full"}
         if prediction is None:
             self._progress()
@@ -131,35 +134,47 @@ class ImageDisplay(QObject):
         edits = layer.data if layer is not None and layer.has_edits else None  # read in place: strokes are replayed
         parts = None if self.canvas.parts() is None else self.canvas.parts().copy()  # type: ignore[union-attr]
         style, key = self.canvas.style(), self.canvas.overlay_key()
-        def full_stage() -> None:
-            self._runner.submit(LABELS, lambda check: full_labels(logits, size, edits, parts, style, confidence,
-                                                                  check),
-                                functools.partial(self._labels_full, confidence, key), self._job_failed)
+
+        def full_stage(runner: BackgroundRunner) -> None:
+            runner.submit(LABELS, lambda check: full_labels(logits, size, edits, parts, style, confidence, check),
+                          functools.partial(self._labels_full, confidence, key), self._job_failed)
 
         if preview == size:
-            full_stage()
+            full_stage(self._stage1)
             return
-        self._runner.submit(LABELS, lambda check: preview_labels(logits, size, preview, layer, parts, style),
+        self._stage1.submit(LABELS, lambda check: preview_labels(logits, size, preview, layer, parts, style),
                             functools.partial(self._labels_preview, size, confidence, key, full_stage),
-                            self._job_failed, priority=1)
+                            self._job_failed)
 
     def clear(self) -> None:
         """Forget the shown image (its pending results are dropped)."""
-        self._runner.cancel(PHOTO)
-        self._runner.cancel(LABELS)
+        self._cancel(PHOTO)
+        self._cancel(LABELS)
         self._relpath, self._waiting = None, set()
 
     def busy(self) -> bool:
         """Whether anything of the shown image is still on its way (including a canvas re-render)."""
-        return self._runner.busy() or self.canvas.busy()
+        return bool(self._waiting) or self.canvas.busy()
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Process events until the shown image is complete (tests, benchmarks, screenshots); False on timeout."""
-        return self._runner.wait(timeout_ms) and self.canvas.wait_for_overlay(timeout_ms)
+        return wait_until(lambda: not self.busy(), timeout_ms)
 
     def shutdown(self) -> None:
         self.clear()
-        self._runner.shutdown()
+        self._stage1.shutdown()
+        self._stage2.shutdown()
+
+    def _cancel(self, group: str) -> None:
+        self._tokens[group] += 1
+        self._stage1.cancel(group)
+        self._stage2.cancel(group)
+
+    def _later(self, group: str, start) -> None:
+        """Start a stage-2 job of ``group`` after STAGE2_DELAY_MS unless the person moved on meanwhile: holding
+        "D" shows one preview after another without starting (and abandoning) a full-resolution decode for each."""
+        token = self._tokens[group]
+        QTimer.singleShot(STAGE2_DELAY_MS, self, lambda: self._tokens[group] == token and start(self._stage2))
 
     # ----- results ------------------------------------------------------------------------------------------------
     def _photo_preview(self, result: tuple[QImage, tuple[int, int], bool]) -> None:
@@ -169,9 +184,10 @@ class ImageDisplay(QObject):
             self._photo_full(image)
         else:
             self._waiting.discard("photo")
-            path = self._path
-            self._runner.submit(PHOTO, lambda check: pil_to_rgb32(load_image(path), check), self._photo_full,
-                                functools.partial(self._photo_failed, self._relpath))
+            path, relpath = self._path, self._relpath
+            self._later(PHOTO, lambda runner: runner.submit(
+                PHOTO, lambda check: pil_to_rgb32(load_image(path), check), self._photo_full,
+                functools.partial(self._photo_failed, relpath)))
         self._progress()
 
     def _photo_full(self, image: QImage) -> None:
@@ -193,7 +209,7 @@ class ImageDisplay(QObject):
         base, preview_confidence, composed, overlay = result
         self.canvas.set_label_preview(base, size, confidence, preview_confidence, composed, overlay, key)
         self._waiting.discard("labels")
-        full_stage()  # only now: stage 2 never competes with stage 1, nor starts for an image already left
+        self._later(LABELS, full_stage)  # only now: stage 2 never competes with stage 1
         self._progress()
 
     def _labels_full(self, confidence: ConfidenceSource, key: tuple,

@@ -1,8 +1,9 @@
 """Space held pans the canvas wherever the keyboard focus is in the window.
 
 The canvas only hears keys while it has the focus, so after a click in the file list Space used to reach the list and
-Space+drag painted. This filter, installed on the application, catches Space for the whole window while the pointer
-is over the canvas, except in a text field, where Space types a space.
+Space+drag painted. This filter watches the window's own QWindow, which receives every key before the focus widget
+does (an application-wide filter would run Python for every event of every widget), and takes Space while the
+pointer is over the canvas, except in a text field, where Space types a space.
 """
 from __future__ import annotations
 
@@ -21,12 +22,20 @@ def _types_text(widget: QWidget | None) -> bool:
 
 
 class SpacePanFilter(QObject):
-    """Routes Space press/release anywhere in ``window`` to the canvas while the pointer is over it."""
+    """Routes Space press/release in ``window`` to the canvas while the pointer is over it."""
 
     def __init__(self, window: QWidget, canvas: ImageCanvas) -> None:
         super().__init__(window)
         self._window, self._canvas = window, canvas
-        QApplication.instance().installEventFilter(self)  # goes away with the window (Qt drops deleted filters)
+        self._handle = None
+        window.installEventFilter(self)  # to find its QWindow once it exists, and to see it lose the focus
+        self._watch_handle()
+
+    def _watch_handle(self) -> None:
+        handle = self._window.windowHandle()
+        if handle is not None and handle is not self._handle:
+            handle.installEventFilter(self)
+            self._handle = handle
 
     def _pointer_over_canvas(self) -> bool:
         viewport = self._canvas.viewport()
@@ -34,14 +43,15 @@ class SpacePanFilter(QObject):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         kind = event.type()
-        if kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
-            if not isinstance(event, QKeyEvent) or event.key() != Qt.Key.Key_Space:
-                return False
-            if not isinstance(watched, QWidget) or watched.window() is not self._window:
-                return False
+        if watched is self._window:
+            if kind in (QEvent.Type.Show, QEvent.Type.WinIdChange):
+                self._watch_handle()
+            elif kind == QEvent.Type.WindowDeactivate and self._canvas.space_held():
+                self._canvas.set_space_held(False)  # the release will go to another window
+            return False
+        if kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and isinstance(event, QKeyEvent) \
+                and event.key() == Qt.Key.Key_Space:
             return self._space(event, pressed=kind == QEvent.Type.KeyPress)
-        if kind == QEvent.Type.WindowDeactivate and watched is self._window and self._canvas.space_held():
-            self._canvas.set_space_held(False)  # the release will go to another window
         return False
 
     def _space(self, event: QKeyEvent, pressed: bool) -> bool:

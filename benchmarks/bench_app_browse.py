@@ -73,7 +73,7 @@ def make_photo_project(folder: Path, per_size: int) -> dict[str, list[str]]:
         for i, relpath in enumerate(relpaths):
             if project.prediction(relpath) is None:
                 project.set_prediction(relpath, PartPrediction.from_logits(smooth_logits(i), (height, width)))
-    project.save()
+    project.close()  # saves, and lets the window take the project's write lock
     return names
 
 
