@@ -9,35 +9,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, Qt, QThread, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, Qt, QThreadPool, Signal
 
 logger = logging.getLogger(__name__)
-_lowered = threading.local()
-
-
-def _lower_priority(niceness: int) -> None:
-    """Once per pool thread: run below the GUI thread, so a busy worker never delays a repaint or a keystroke.
-
-    On Linux a thread has its own niceness (Qt's thread priorities do nothing there for normal threads); elsewhere
-    Qt's low priority does the same job."""
-    if getattr(_lowered, "done", False):
-        return
-    _lowered.done = True
-    QThread.currentThread().setPriority(QThread.Priority.LowPriority)
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
-        except OSError as exc:
-            logger.debug("Could not lower a worker thread's priority: %s", exc)
-
-
 class Cancelled(Exception):
     """Raised inside a job by its CancelCheck when its group was cancelled."""
 
@@ -84,13 +62,11 @@ class _Signals(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, job_id: int, work: Callable[[CancelCheck], Any], check: CancelCheck, signals: _Signals,
-                 niceness: int) -> None:
+    def __init__(self, job_id: int, work: Callable[[CancelCheck], Any], check: CancelCheck, signals: _Signals) -> None:
         super().__init__()
-        self.job_id, self.work, self.check, self.signals, self.niceness = job_id, work, check, signals, niceness
+        self.job_id, self.work, self.check, self.signals = job_id, work, check, signals
 
     def run(self) -> None:
-        _lower_priority(self.niceness)
         try:
             self.check()
             result = self.work(self.check)
@@ -108,11 +84,8 @@ class BackgroundRunner(QObject):
 
     idle = Signal()  # the last pending job finished, failed or was dropped
 
-    def __init__(self, parent: QObject | None = None, threads: int = 2, niceness: int = 5) -> None:
-        """``niceness``: how far below the GUI thread the pool's threads run on Linux (5: a third of its CPU share
-        when both want it, 10: a tenth)."""
+    def __init__(self, parent: QObject | None = None, threads: int = 2) -> None:
         super().__init__(parent)
-        self._niceness = niceness
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
         self._signals = _Signals(self)
@@ -130,8 +103,7 @@ class BackgroundRunner(QObject):
         job_id = next(self._ids)
         generation = self._generations.setdefault(group, 0)
         self._pending[job_id] = _Pending(group, generation, on_done, on_failed)
-        self._pool.start(_Job(job_id, work, CancelCheck(self, group, generation), self._signals, self._niceness),
-                         priority)
+        self._pool.start(_Job(job_id, work, CancelCheck(self, group, generation), self._signals), priority)
         return job_id
 
     def cancel(self, group: str) -> None:

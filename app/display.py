@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from mpae_core.annotation.edits import EditLayer
@@ -95,8 +95,9 @@ class ImageDisplay(QObject):
     def __init__(self, canvas: ImageCanvas, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.canvas = canvas
-        self._stage1 = BackgroundRunner(self, threads=2, niceness=3)  # previews: never queued behind stage 2
-        self._stage2 = BackgroundRunner(self, threads=2, niceness=10)  # full resolution, at a tenth of the CPU share
+        self._stage1 = BackgroundRunner(self, threads=2)  # previews: never queued behind stage 2
+        # full resolution: photo and labels in parallel only where a core is left for the GUI thread besides them
+        self._stage2 = BackgroundRunner(self, threads=max(1, min(2, QThread.idealThreadCount() - 2)))
         self._relpath: str | None = None
         self._path: Path | None = None
         self._tokens = {PHOTO: 0, LABELS: 0}  # a delayed stage-2 start checks it still belongs to the current image
