@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QImage
 
 from mpae_core.annotation.edits import EditLayer
@@ -53,8 +53,6 @@ def array_confidence(confidence: np.ndarray) -> ConfidenceSource:
 
 class CanvasOverlay(QObject):
     """Labels, style and part table of the shown image, and their rendering into the overlay item's two levels."""
-
-    rendered = Signal()  # a background render landed (or was found unnecessary)
 
     def __init__(self, item: LevelImageItem, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -182,7 +180,6 @@ class CanvasOverlay(QObject):
             self._dirty = None
             self.item.set_level(FULL, overlay)
             if key == self.key():
-                self.rendered.emit()
                 return
         self.refresh_full()
 
@@ -210,14 +207,18 @@ class CanvasOverlay(QObject):
         self._dirty = []
         parts, style, lut = self.parts.copy(), self.style, self.lut()
         self._runner.submit("render", lambda check: render_overlay_image(labels, parts, style, source, lut=lut,
-                                                                         check=check), self._full_rendered)
+                                                                         check=check), self._full_rendered,
+                            self._render_failed)
 
     def _full_rendered(self, image: QImage) -> None:
         self.item.set_level(FULL, image)
         dirty, self._dirty = self._dirty or [], None
         for box in dirty:
             self._render_full_box(box)
-        self.rendered.emit()
+
+    def _render_failed(self, exc: Exception) -> None:
+        logger.error("Rendering the overlay failed: %s", exc)
+        self._dirty = None
 
     def _render_preview(self) -> None:
         if self.preview is None or self.parts is None:

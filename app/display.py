@@ -39,7 +39,7 @@ BAND_PIXELS = 2**21  # a full-resolution label map is built in steps of this man
 STAGE2_DELAY_MS = 100  # the full resolution starts this long after the preview landed, if the image is still shown
 
 
-# ----- work done on the pool (no widgets, no project) ------------------------------------------------------------------
+# ----- work done on the pool (no widgets, no project) -------------------------------------------------------------
 def decode_preview(path: Path, box: tuple[int, int]) -> tuple[QImage, tuple[int, int], bool]:
     """(preview, full (height, width), whether the preview already is the full resolution)."""
     image, (width, height) = load_preview(path, box)
