@@ -21,13 +21,16 @@ BACKBONE_HELP = (
 
 
 class ShortcutsDialog(QDialog):
-    """Every action that has a shortcut, in menu order."""
+    """Every action that has a shortcut, in menu order, then those of panels (``sections``: where → actions) whose
+    keys work while that panel has the focus."""
 
-    def __init__(self, actions: Iterable[QAction], parent: QWidget | None = None) -> None:
+    def __init__(self, actions: Iterable[QAction], parent: QWidget | None = None, *,
+                 sections: dict[str, Iterable[QAction]] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        rows = [(a.text().replace("&", ""), ", ".join(s.toString() for s in a.shortcuts()))
-                for a in actions if a.shortcuts()]
+        rows = _shortcut_rows(actions)
+        for where, panel_actions in (sections or {}).items():
+            rows += _shortcut_rows(panel_actions, f" (in the {where})")
         rows.append(("Pan the image", "Space + drag, middle-drag"))
         rows.append(("Zoom", "Mouse wheel"))
         table = QTableWidget(len(rows), 2, self)
@@ -46,6 +49,11 @@ class ShortcutsDialog(QDialog):
         layout.addWidget(buttons)
         self.table = table
         self.resize(460, 520)
+
+
+def _shortcut_rows(actions: Iterable[QAction], where: str = "") -> list[tuple[str, str]]:
+    return [(a.text().replace("&", "").rstrip("…") + where, ", ".join(s.toString() for s in a.shortcuts()))
+            for a in actions if a.shortcuts()]
 
 
 def about_text(device_text: str) -> str:

@@ -1,8 +1,9 @@
-"""The Export dialog: PNG masks and/or a COCO file for the project's annotated images, written off the GUI thread.
+"""The Export dialog: PNG masks, COCO (RLE or polygons), YOLO, labelme, CVAT and VOC for the project's annotated
+images, written off the GUI thread by the same exporter as the batch (``export_annotations``).
 
 AnnotationProject is not thread-safe, so the dialog saves the live project on the GUI thread and the worker exports
 from its own read-only copy opened from disk; the person can keep annotating meanwhile without racing the export.
-A Cancel stops at the next image: masks written so far stay, the COCO file is not written.
+A Cancel stops at the next image: per-image files written so far stay, the COCO, CVAT and list files are not written.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -68,12 +70,13 @@ class ExportWorker(QThread):
     cancelled = Signal()
 
     def __init__(self, project_dir: Path, parts: PartTable, out_dir: Path, formats: tuple[str, ...],
-                 reviewed_only: bool, parent: QWidget | None = None) -> None:
+                 reviewed_only: bool, parent: QWidget | None = None, *, coco_style: str = "rle") -> None:
         super().__init__(parent)
         self.project_dir = project_dir
         self.parts = parts
         self.out_dir = out_dir
         self.formats = formats
+        self.coco_style = coco_style
         self.reviewed_only = reviewed_only
         self._cancel = threading.Event()
         self._done = 0
@@ -102,6 +105,7 @@ class ExportWorker(QThread):
             if self._cancel.is_set():
                 raise _ExportCancelled
             result = export_annotations(source, self.parts, self.out_dir, formats=self.formats, mask_names=names,
+                                        coco_style=self.coco_style, images_dir=copy.images_folder,
                                         on_image=self._on_image)
         except _ExportCancelled:
             logger.info("Export to %s cancelled after %d images", self.out_dir, self._done)
@@ -135,11 +139,26 @@ class ExportDialog(QDialog):
 
         self.png_check = QCheckBox("PNG masks (masks/*.png, labels.txt, labels.json)")
         self.png_check.setChecked(True)
-        self.coco_check = QCheckBox("COCO instances (coco.json, RLE masks)")
+        self.coco_check = QCheckBox("COCO instances (coco.json)")
         self.coco_check.setChecked(True)
+        self.coco_style_combo = QComboBox()
+        for text, style in (("RLE masks (exact)", "rle"), ("polygons", "polygons")):
+            self.coco_style_combo.addItem(text, style)
+        coco_row = QHBoxLayout()
+        coco_row.addWidget(self.coco_check)
+        coco_row.addWidget(self.coco_style_combo)
+        coco_row.addStretch(1)
+        self.yolo_check = QCheckBox("YOLO segmentation (yolo/: images, labels, data.yaml)")
+        self.labelme_check = QCheckBox("labelme JSON (labelme/*.json)")
+        self.cvat_check = QCheckBox("CVAT for images 1.1 (cvat/annotations.xml)")
+        self.voc_check = QCheckBox("Pascal VOC segmentation (voc/: SegmentationClass, labelmap.txt)")
+        self._format_checks = {"png": self.png_check, "coco": self.coco_check, "yolo": self.yolo_check,
+                               "labelme": self.labelme_check, "cvat": self.cvat_check, "voc": self.voc_check}
         formats = QVBoxLayout()
         formats.addWidget(self.png_check)
-        formats.addWidget(self.coco_check)
+        formats.addLayout(coco_row)
+        for name in ("yolo", "labelme", "cvat", "voc"):
+            formats.addWidget(self._format_checks[name])
 
         default = Path(default_out_dir) if default_out_dir is not None else project.images_folder / "export"
         self.out_edit = QLineEdit(str(default))
@@ -202,7 +221,7 @@ class ExportDialog(QDialog):
         layout.addStretch(1)
         layout.addLayout(buttons)
 
-        for widget in (self.png_check, self.coco_check, self.all_radio, self.reviewed_radio):
+        for widget in (*self._format_checks.values(), self.all_radio, self.reviewed_radio):
             widget.toggled.connect(self._update_state)
         self.out_edit.textChanged.connect(self._update_state)
         self._update_state()
@@ -213,7 +232,10 @@ class ExportDialog(QDialog):
         return sum(1 for r in self._project.records() if r.status in wanted and (r.has_prediction or r.has_edits))
 
     def formats(self) -> tuple[str, ...]:
-        return tuple(name for name, box in (("png", self.png_check), ("coco", self.coco_check)) if box.isChecked())
+        return tuple(name for name, box in self._format_checks.items() if box.isChecked())
+
+    def coco_style(self) -> str:
+        return str(self.coco_style_combo.currentData())
 
     def out_dir(self) -> Path:
         return Path(self.out_edit.text().strip()).expanduser()
@@ -230,7 +252,7 @@ class ExportDialog(QDialog):
 
     def _problem(self) -> str | None:
         if not self.formats():
-            return "Tick at least one format (PNG or COCO)."
+            return "Tick at least one format."
         if not self.out_edit.text().strip():
             return "Choose an output folder."
         if self._project.parts is None:
@@ -244,8 +266,9 @@ class ExportDialog(QDialog):
     def _update_state(self) -> None:
         running = self.is_running()
         problem = self._problem()
-        for widget in (self.png_check, self.coco_check, self.out_edit, self.all_radio, self.reviewed_radio):
+        for widget in (*self._format_checks.values(), self.out_edit, self.all_radio, self.reviewed_radio):
             widget.setEnabled(not running)
+        self.coco_style_combo.setEnabled(not running and self.coco_check.isChecked())
         self.export_button.setEnabled(not running and problem is None)
         self.export_button.setToolTip(problem or "")
         self.cancel_button.setText("Cancel" if running else "Close")
@@ -289,7 +312,7 @@ class ExportDialog(QDialog):
         self.progress.setValue(0)
         self._set_message(f"Exporting {self._total} images to {out_dir}…")
         worker = ExportWorker(self._project.project_dir, self._project.parts.copy(), out_dir, self.formats(),
-                              reviewed_only, self)
+                              reviewed_only, self, coco_style=self.coco_style())
         worker.progress.connect(self._on_progress)
         worker.succeeded.connect(self._on_succeeded)
         worker.failed.connect(self._on_failed)
@@ -321,6 +344,9 @@ class ExportDialog(QDialog):
             written.append("masks/ (with labels.txt, labels.json)")
         if result.coco_path is not None:
             written.append(f"{result.coco_path.name} ({result.annotations} part annotations)")
+        for name in ("yolo", "labelme", "cvat", "voc"):
+            if name in result.outputs:
+                written.append(result.outputs[name].relative_to(result.out_dir).as_posix())
         self._set_message(f"Exported {result.images} images to {result.out_dir}: {'; '.join(written)}.")
         self._outcome = "done"
         self.open_button.show()
@@ -332,7 +358,8 @@ class ExportDialog(QDialog):
 
     def _on_cancelled(self) -> None:
         self._outcome = "cancelled"
-        self._set_message("Export cancelled: masks written so far stay, no COCO file was written.")
+        self._set_message("Export cancelled: per-image files written so far stay; no COCO, CVAT or list file was "
+                          "written.")
 
     def _on_thread_done(self) -> None:
         worker, self._worker = self._worker, None

@@ -34,6 +34,11 @@ STATUS_COLOURS = {
 StatusRole = Qt.UserRole + 1
 RelpathRole = Qt.UserRole + 2
 ConfidenceRole = Qt.UserRole + 3
+#: The image list's orders (key → what the sort box says); "name" is the project's own (folder) order.
+SORT_KEYS = {"name": "Name", "confidence": "Least sure first", "status": "Status (to do first)"}
+#: "status" order: what needs a person first.
+STATUS_ORDER = {s: i for i, s in enumerate(("error", "new", "predicted", "edited", "reviewed"))}
+CONFIDENCE_HELP = "share of the image the model labels clearly (its best part well ahead of the runner-up)"
 
 
 def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
@@ -99,6 +104,16 @@ class ImageListModel(QAbstractListModel):
     def relpaths(self) -> list[str]:
         return self._relpaths
 
+    def sort_value(self, row: int, key: str) -> tuple:
+        """Where a row goes in the list ordered by ``key`` (a key of SORT_KEYS); the row itself breaks ties."""
+        record = self._records[self._relpaths[row]]
+        if key == "confidence":
+            confidence = record.confidence if record.has_prediction else None
+            return (confidence is None, confidence or 0.0, row)
+        if key == "status":
+            return (STATUS_ORDER.get(record.status.value, len(STATUS_ORDER)), row)
+        return (row,)
+
     def matches(self, row: int, text: str, status: str | None) -> bool:
         """Whether a row's name contains ``text`` (casefolded) and its status is ``status`` (None: any)."""
         return text in self._folded[row] and (status is None
@@ -143,7 +158,9 @@ class ImageListModel(QAbstractListModel):
             if record.error:
                 lines.append(record.error)
             if record.confidence is not None:
-                lines.append(f"confidence: {record.confidence:.0%}")
+                lines.append(f"confidence: {record.confidence:.0%}, the {CONFIDENCE_HELP}")
+            elif record.has_prediction:
+                lines.append("confidence: — (predicted by an older version; predict it again to see it)")
             if record.size is not None:
                 lines.append(f"{record.size[1]}×{record.size[0]} px")
             return "\n".join(lines)
@@ -154,7 +171,7 @@ class ImageListModel(QAbstractListModel):
         if role == RelpathRole:
             return relpath
         if role == ConfidenceRole:
-            return record.confidence
+            return record.confidence if record.has_prediction else None
         return None
 
     # ----- thumbnails ---------------------------------------------------------------------------------------------
@@ -190,12 +207,14 @@ class ImageListModel(QAbstractListModel):
 
 
 class ImageFilterModel(QStringListModel):
-    """The list filtered by a name fragment (case-insensitive) and/or a status, in the project's order.
+    """The list filtered by a name fragment (case-insensitive) and/or a status, ordered by a key of SORT_KEYS (ties
+    keep the folder order).
 
     Its rows are a C++ string list of relpaths, so Qt lays out and scrolls 10,000 rows without one Python call per
     row (a Python proxy's ``index()`` costs ~100 ms per refilter); every other role comes from the
-    :class:`ImageListModel` by name. A change of the filter resets the model (the window keeps or clears the selection
-    itself, so nothing opens as a side effect); a row whose status changes joins or leaves on its own.
+    :class:`ImageListModel` by name. A new filter or order resets the model (the window then keeps or clears the
+    selection itself, so nothing opens as a side effect); a row whose status or confidence changes joins, leaves or
+    moves on its own, with ``restructuring`` set meanwhile so the window can tell that from a person's click.
     """
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -203,8 +222,10 @@ class ImageFilterModel(QStringListModel):
         self._source: ImageListModel | None = None
         self._text = ""
         self._status: str | None = None
-        self._source_rows: list[int] = []  # source row of each row, ascending
+        self._sort_key = "name"
+        self._keys: list[tuple] = []  # each row's sort value, ascending (the last item is its source row)
         self._rows: dict[str, int] = {}  # relpath -> row
+        self.restructuring = False
 
     def setSourceModel(self, source: ImageListModel) -> None:  # noqa: N802 (the proxy models' name)
         self._source = source
@@ -219,6 +240,18 @@ class ImageFilterModel(QStringListModel):
         """Keep the rows whose name contains ``text`` and whose status is ``status`` (None: any)."""
         self._text, self._status = (text or "").casefold(), status or None
         self._refilter()
+
+    def set_sort_key(self, key: str) -> None:
+        """Order the list by ``key``: "name" (folder order), "confidence" (least sure first; images without a
+        figure last) or "status" (errors and new images first). The order follows new predictions by itself."""
+        if key not in SORT_KEYS:
+            raise ValueError(f"Unknown sort order {key!r}; use one of {', '.join(SORT_KEYS)}.")
+        if key != self._sort_key:
+            self._sort_key = key
+            self._refilter()
+
+    def sort_key(self) -> str:
+        return self._sort_key
 
     def index_of(self, relpath: str) -> QModelIndex:
         """The row of ``relpath`` (invalid when the filter hides it)."""
@@ -238,30 +271,45 @@ class ImageFilterModel(QStringListModel):
 
     def _refilter(self) -> None:
         source = self._source
-        self._source_rows = [] if source is None else source.matching_rows(self._text, self._status)
-        relpaths = [] if source is None else [source.relpath(row) for row in self._source_rows]
+        rows = [] if source is None else source.matching_rows(self._text, self._status)
+        self._keys = sorted(source.sort_value(row, self._sort_key) for row in rows) if rows else []
+        relpaths = [source.relpath(key[-1]) for key in self._keys]  # type: ignore[union-attr]
         self._rows = {relpath: i for i, relpath in enumerate(relpaths)}
         self.setStringList(relpaths)
 
     def _source_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
         source = self._source
-        for row in range(top.row(), bottom.row() + 1):
-            relpath = source.relpath(row)  # type: ignore[union-attr]
-            wanted = source.matches(row, self._text, self._status)  # type: ignore[union-attr]
-            at = self._rows.get(relpath)
-            if at is not None and wanted:
-                index = self.index(at, 0)
-                self.dataChanged.emit(index, index, roles)
-            elif at is not None:
-                self.removeRows(at, 1)
-                del self._source_rows[at]
-                self._rows = {r: i for i, r in enumerate(self.stringList())}
-            elif wanted:
-                at = bisect.bisect_left(self._source_rows, row)
-                self.insertRows(at, 1)
-                self.setData(self.index(at, 0), relpath)
-                self._source_rows.insert(at, row)
-                self._rows = {r: i for i, r in enumerate(self.stringList())}
+        self.restructuring = True
+        try:
+            for row in range(top.row(), bottom.row() + 1):
+                self._follow(source.relpath(row), source.matches(row, self._text, self._status),  # type: ignore
+                             source.sort_value(row, self._sort_key), roles)  # type: ignore[union-attr]
+        finally:
+            self.restructuring = False
+
+    def _follow(self, relpath: str, wanted: bool, key: tuple, roles) -> None:
+        """One source row changed: it joins, leaves, moves to its new place (keeping the view's selection) or
+        only repaints."""
+        at = self._rows.get(relpath)
+        if at is not None and wanted:
+            keys = self._keys[:at] + self._keys[at + 1 :]
+            to = bisect.bisect_left(keys, key)
+            self._keys = keys[:to] + [key] + keys[to:]
+            if to != at:
+                self.moveRows(QModelIndex(), at, 1, QModelIndex(), to if to < at else to + 1)
+            index = self.index(to, 0)
+            self.dataChanged.emit(index, index, roles)
+        elif at is not None:
+            self.removeRows(at, 1)
+            del self._keys[at]
+        elif wanted:
+            to = bisect.bisect_left(self._keys, key)
+            self.insertRows(to, 1)
+            self.setData(self.index(to, 0), relpath)
+            self._keys.insert(to, key)
+        else:
+            return
+        self._rows = {r: i for i, r in enumerate(self.stringList())}
 
 
 class ImageRowDelegate(QStyledItemDelegate):
@@ -301,8 +349,10 @@ class ImageRowDelegate(QStyledItemDelegate):
                          metrics.elidedText(name, Qt.ElideMiddle, text_rect.width()))
         detail = status
         confidence = index.data(ConfidenceRole)
-        if confidence is not None and status != "error":
-            detail += f" · {confidence:.0%}"
+        if confidence is not None:
+            detail += f" · {confidence:.0%} sure"
+        elif status in ("predicted", "edited", "reviewed"):
+            detail += " · —"
         painter.setPen(colour if not selected else text_colour)
         painter.drawText(text_rect.adjusted(0, 0, 0, -2), Qt.AlignLeft | Qt.AlignBottom,
                          metrics.elidedText(detail, Qt.ElideRight, text_rect.width()))

@@ -53,7 +53,8 @@ def _batch(args: argparse.Namespace) -> int:
     shard = Shard.from_env()
     try:
         config = BatchConfig(
-            images=args.images, checkpoint=args.checkpoint, out=args.out, formats=args.format, device=args.device,
+            images=args.images, checkpoint=args.checkpoint, out=args.out, formats=args.format,
+            coco_style=args.coco_style, device=args.device,
             batch_size=args.batch_size, recursive=args.recursive, overwrite=args.overwrite, workers=args.workers,
             encoders=args.encoders,
             backbone_weights=args.backbone_weights, allow_random_backbone=args.allow_random_backbone)
@@ -123,7 +124,12 @@ def _add_batch_parser(commands) -> None:
     batch.add_argument("--checkpoint", required=True, help="an MPAE .safetensors checkpoint or an authors' .pth")
     batch.add_argument("--out", required=True, help="output folder (masks/, labels.txt, labels.json, coco.json, "
                                                    "report.json)")
-    batch.add_argument("--format", default="png,coco", help="png, coco or png,coco (default: png,coco)")
+    batch.add_argument("--format", default="png,coco",
+                       help="comma-separated: png, coco, yolo, labelme, cvat, voc (default: png,coco); yolo, "
+                            "labelme, cvat and voc (and coco polygons) are written at the end from the PNG masks, "
+                            "which are then written too")
+    batch.add_argument("--coco-style", default="rle", choices=("rle", "polygons"),
+                       help="COCO masks as compressed RLE (exact, default) or polygon outlines")
     batch.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: auto; under "
                                                        "torchrun each rank takes cuda:LOCAL_RANK)")
     batch.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")

@@ -55,6 +55,7 @@ class AppSettings:
     overlay_opacity: float = 0.5
     brush_radius: int = 12
     batch_size: int = 4
+    include_subfolders: bool = False  # for folders opened for the first time; a project keeps its own choice
 
     def add_recent_folder(self, folder: str | os.PathLike) -> None:
         text = str(Path(folder).resolve())

@@ -13,7 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QVBoxLayout, QWidget)
+                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from mpae_core.annotation import AnnotationProject, ImageStatus
 from mpae_core.annotation.project import find_project_dir
@@ -24,7 +25,7 @@ from mpae_core.inference import PartPrediction
 from . import dialogs
 from .canvas import ImageCanvas
 from .display import ImageDisplay
-from .file_list import ICON_SIZE, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
+from .file_list import ICON_SIZE, SORT_KEYS, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
 from .gallery import PartGallery
 from .icons import icon
 from .model_session import ModelSession
@@ -33,8 +34,10 @@ from .parts_panel import PartsPanel
 from .settings import AppSettings, data_dir
 from .space_pan import SpacePanFilter
 from .theme import apply_theme
+from .welcome import WelcomePanel
 from .workers import ModelLoadWorker, PredictionWorker
 from .window_editing import EditingMixin
+from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
 
@@ -45,7 +48,7 @@ FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
 
-class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
+class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
     imageShown = Signal(str)  # the image became the current one (its pixels follow: displayReady)
@@ -91,7 +94,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z:.0%}"))
         self.canvas.edited.connect(self._on_edited)
-        self.setCentralWidget(self.canvas)
+        self.welcome = WelcomePanel(self)
+        self.central_stack = QStackedWidget(self)
+        self.central_stack.addWidget(self.welcome)
+        self.central_stack.addWidget(self.canvas)
+        self.setCentralWidget(self.central_stack)
         self.display = ImageDisplay(self.canvas, self)
         self.display.ready.connect(self.displayReady)
         self.display.photoFailed.connect(self._on_photo_failed)
@@ -108,6 +115,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.file_view.setItemDelegate(ImageRowDelegate(self.file_view))
         self.file_view.setSelectionMode(QListView.SingleSelection)
         self.file_view.selectionModel().currentChanged.connect(self._on_list_current)
+        self.file_filter.rowsRemoved.connect(self._after_rows_removed)
         self.filter_edit = QLineEdit(placeholderText="Filter by name…", clearButtonEnabled=True)
         self._filter_timer = QTimer(self, singleShot=True, interval=FILTER_DELAY_MS, timeout=self._apply_filter)
         self.filter_edit.textChanged.connect(self._filter_timer.start)  # one refilter after typing pauses
@@ -117,12 +125,25 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
             self.status_filter.addItem(status.value.capitalize(), status.value)
         self.status_filter.currentIndexChanged.connect(self._apply_filter)
         self.counts_label = QLabel()
+        self.sort_combo = QComboBox()
+        for key, text in SORT_KEYS.items():
+            self.sort_combo.addItem(text, key)
+        self.sort_combo.setToolTip("Order of the list: by name, least sure first (the images to review first), or "
+                                   "by status")
+        self.sort_combo.currentIndexChanged.connect(self._apply_filter)
+        self.subfolders_button = QToolButton()  # its action (File ▸ Include subfolders) comes with the menus
+        self.subfolders_button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         files = QWidget()
         layout = QVBoxLayout(files)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
         row.addWidget(self.filter_edit, 1)
         row.addWidget(self.status_filter)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Sort"))
+        row.addWidget(self.sort_combo, 1)
+        row.addWidget(self.subfolders_button)
         layout.addLayout(row)
         layout.addWidget(self.file_view, 1)
         layout.addWidget(self.counts_label)
@@ -146,6 +167,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.gallery_dock.raise_()
         self.resizeDocks([self.files_dock, self.parts_dock], [300, 340], Qt.Horizontal)
         self.resizeDocks([self.gallery_dock], [260], Qt.Vertical)
+        self._install_first_hour()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -173,6 +195,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         """Open (or start) the project of an image folder; new images in the folder are added, and the checkpoint
         that predicted the project is loaded again unless a model is already loaded."""
         folder = Path(folder)
+        first_time = find_project_dir(folder) is None
         try:
             if find_project_dir(folder) is not None:
                 project = AnnotationProject.open(folder)
@@ -186,6 +209,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
             return False
         self.close_project()
         self.project = project
+        self._project_opened(first_time)
         self.settings.add_recent_folder(project.images_folder)
         self._save_settings()
         self.file_model.set_project(project)
@@ -198,7 +222,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         if len(project):
             self.show_image(project.relpaths()[0])
         else:
-            self.statusBar().showMessage(f"No images found in {folder}", 8000)
+            self.statusBar().showMessage(self._no_images_message(folder), 10000)
         if (load_project_checkpoint and not self.session.loaded and project.checkpoint is not None
                 and project.checkpoint.is_file()):
             self.load_checkpoint(project.checkpoint)
@@ -220,6 +244,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.canvas.set_annotation(None)
         self.canvas.set_image(None)
         self.problems.clear()
+        self._project_closed()
 
     def save_project(self) -> None:
         if self.project is None:
@@ -287,11 +312,21 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         """Refilter the list by name and status; nothing is opened: the current image stays selected if it still
         matches (typing "img_1" must not show every intermediate match on the way)."""
         with QSignalBlocker(self.file_view.selectionModel()):
+            self.file_filter.set_sort_key(self.sort_combo.currentData())
             self.file_filter.set_filter(self.filter_edit.text(), self.status_filter.currentData())
         if self.current is not None:
             self._select_in_list(self.current)
 
+    def _after_rows_removed(self) -> None:
+        """A row left the filtered list by itself (its status changed): the current image stays what it is."""
+        index = self.file_filter.index_of(self.current) if self.current is not None else QModelIndex()
+        if index != self.file_view.currentIndex():
+            with QSignalBlocker(self.file_view.selectionModel()):
+                self.file_view.setCurrentIndex(index)
+
     def _on_list_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self.file_filter.restructuring:  # the list changed under the selection: nobody picked an image
+            return
         if current.isValid():
             relpath = current.data(RelpathRole)
             if relpath != self.current:
@@ -333,7 +368,8 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         dialog.exec()
 
     def show_shortcuts(self) -> None:
-        dialogs.ShortcutsDialog(self._actions, self).exec()
+        panels = {"parts list": self.parts_panel.shortcut_actions()}
+        dialogs.ShortcutsDialog(self._actions, self, sections=panels).exec()
 
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme

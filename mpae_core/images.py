@@ -3,6 +3,12 @@
 Every image goes through :func:`load_image`, so every part of the program sees the
 same pixels (EXIF orientation applied, RGB, alpha flattened the same way) and fails
 with the same readable :class:`ImageLoadError` instead of a raw Pillow traceback.
+
+Phone photos: HEIC/HEIF through pillow-heif (its opener is registered here, so the app,
+the batch and training all read them), AVIF through Pillow's own plugin (Pillow 11.3+).
+pillow-heif applies a HEIF's rotation itself and resets the EXIF orientation to 1, and
+Pillow leaves an AVIF's EXIF orientation to us, so either way the pixels come out as a
+viewer shows them, rotated once.
 """
 from __future__ import annotations
 
@@ -24,9 +30,23 @@ T = TypeVar("T")
 DEFAULT_MAX_PIXELS = 178_956_970
 _EXIF_ORIENTATION = 0x0112
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF files (iPhone photos) when pillow-heif is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        logger.debug("pillow-heif is not installed: HEIC/HEIF photos are not listed")
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_SUPPORTED = _register_heif()
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-    | {ext for ext in (".ppm", ".pgm") if ext in Image.registered_extensions()}
+    | {ext for ext in (".ppm", ".pgm", ".avif", ".heic", ".heif") if ext in Image.registered_extensions()}
 )
 
 

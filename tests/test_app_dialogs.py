@@ -356,6 +356,31 @@ def test_export_dialog_writes_png_and_coco(qtbot, tmp_path, predicted_project):
     _save_screenshot(dialog, "export_dialog.png")
 
 
+def test_export_dialog_writes_the_other_formats_with_coco_polygons(qtbot, tmp_path, predicted_project):
+    out = tmp_path / "export"
+    dialog = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(dialog)
+    assert not dialog.yolo_check.isChecked() and dialog.coco_style() == "rle"  # the defaults stay PNG + COCO RLE
+    dialog.png_check.setChecked(False)
+    for box in (dialog.yolo_check, dialog.labelme_check, dialog.cvat_check, dialog.voc_check):
+        box.setChecked(True)
+    dialog.coco_style_combo.setCurrentIndex(dialog.coco_style_combo.findData("polygons"))
+    assert dialog.formats() == ("coco", "yolo", "labelme", "cvat", "voc")
+    _export(qtbot, dialog)
+    result = dialog.result()
+    assert set(result.outputs) == {"coco", "yolo", "labelme", "cvat", "voc"} and not (out / "masks").exists()
+    coco = json.loads((out / "coco.json").read_text())
+    assert coco["annotations"] and all(isinstance(a["segmentation"], list) for a in coco["annotations"])
+    relpath = predicted_project.relpaths()[0]
+    stem = Path(relpath).with_suffix("").as_posix()
+    assert (out / "yolo" / "images" / relpath).read_bytes() == predicted_project.image_path(relpath).read_bytes()
+    assert (out / "yolo" / "labels" / f"{stem}.txt").is_file() and (out / "voc" / "labelmap.txt").is_file()
+    assert json.loads((out / "labelme" / f"{stem}.json").read_text())["imageData"] is None
+    assert "yolo" in dialog.message_label.text() and "cvat/annotations.xml" in dialog.message_label.text()
+    dialog.coco_check.setChecked(False)
+    assert not dialog.coco_style_combo.isEnabled()
+
+
 def test_export_dialog_needs_a_format(qtbot, predicted_project):
     dialog = ExportDialog(predicted_project)
     qtbot.addWidget(dialog)

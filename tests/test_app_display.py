@@ -338,3 +338,24 @@ def test_hover_confidence_comes_from_the_logits_without_a_map(qtbot, window, lar
     text = window.canvas.describe_pixel(900, 700)
     assert text.endswith(f" · {round(float(expected) * 100)} %")
     assert spy.anywhere == []
+
+
+def test_rows_that_move_or_leave_by_themselves_open_nothing(qtbot, window, predicted_project):
+    predicted_project.close()
+    assert window.open_folder(predicted_project.images_folder, load_project_checkpoint=False)
+    window.sort_combo.setCurrentIndex(window.sort_combo.findData("confidence"))
+    first = window.file_filter.index(0, 0).data()  # the least sure image
+    window.show_image(first)
+    assert settle(window)
+    opened = []
+    window.imageShown.connect(opened.append)
+    logits = torch.full((5, 8, 8), -5.0)
+    logits[1] = 8.0  # a sure prediction: the image moves down the "least sure first" list
+    window._on_predicted(first, PartPrediction.from_logits(logits, (96, 128)))
+    assert window.file_filter.index_of(first).row() > 0
+    assert window.file_view.currentIndex().data() == first and window.current == first and opened == []
+    window.status_filter.setCurrentIndex(window.status_filter.findData("predicted"))
+    window.toggle_reviewed()  # it leaves the "predicted" list
+    assert not window.file_filter.index_of(first).isValid()
+    assert window.current == first and opened == [] and not window.file_view.currentIndex().isValid()
+    assert settle(window)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mpae_core.backbone import resolve_backbone
 from mpae_core.checkpoint import read_training_weights, save_checkpoint
-from mpae_core.worker_signals import ignore_stop_signals
+from mpae_core.worker_signals import ignore_stop_signals, worker_batches
 from mpae_core.devices import resolve_device
 from mpae_core.errors import MPAEError
 from mpae_core.model import MPAE
@@ -235,12 +235,20 @@ class Trainer:
         pos = self.position
         self.sampler.set_epoch(pos.epoch, pos.step_in_epoch * self.cfg.batch_size)
         self.model.train()
-        batches = self.loader
+        loaded = worker_batches(self.loader)
+        batches = loaded
         if self.show_progress:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc=f"epoch {pos.epoch + 1}/{self.cfg.epochs}", unit="batch",
+            batches = tqdm(loaded, desc=f"epoch {pos.epoch + 1}/{self.cfg.epochs}", unit="batch",
                            initial=pos.step_in_epoch, total=pos.step_in_epoch + len(self.loader), dynamic_ncols=True)
+        try:
+            self._run_batches(batches)
+        finally:
+            loaded.close()  # the workers stop now, also on an interrupt or an error
+
+    def _run_batches(self, batches) -> None:
+        pos = self.position
         window_start, window_images = time.perf_counter(), 0
         for batch in batches:
             images = batch["image"].to(self.device, non_blocking=True)

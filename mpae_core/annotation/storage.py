@@ -117,3 +117,31 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise MPAEError(f"Cannot read the prediction file '{path}': {exc}; predict that image again.") from exc
+
+
+class StreamedTextFile:
+    """A UTF-8 text file written piece by piece into a temporary file beside ``path`` and moved into place by
+    :meth:`close`, so readers never see half of it; :meth:`abort` drops it and leaves ``path`` as it was."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+    def write(self, text: str) -> None:
+        self._file.write(text)
+
+    def close(self) -> Path:
+        self._file.close()
+        try:
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        Path(self._tmp).unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Headless batch pre-annotation: a folder of images → part masks (PNG), COCO RLE and a per-image report.
 
 A package of one job per module (``config``, ``listing``, ``decode``, ``encode``, ``report``, ``shards``,
-``run``). Qt-free so the CLI (``mpae-annotate batch``) and, later, the desktop app share it. The work overlaps in three
+``derived``, ``run``). Qt-free so the CLI (``mpae-annotate batch``) and, later, the desktop app share it. The work overlaps in three
 stages, so decoding and encoding hide behind the model instead of adding to it:
 
 1. a torch DataLoader with worker processes decodes (:func:`load_image`, EXIF applied) and resizes each image to
@@ -15,6 +15,10 @@ stages, so decoding and encoding hide behind the model instead of adding to it:
    device reach them through shared memory (:class:`~mpae_core.batch.encode.MapArena`), not a pipe. Processes, not
    threads: these steps hold the GIL for much of their time; on a 16-core H100 machine threads of one process
    capped the pipeline at 190 images/s, processes reached 340 (825 once started).
+
+At the end, the formats derived from the masks (YOLO, labelme, CVAT, VOC, and COCO as polygons) are written by the
+app's exporter from the PNG masks (``derived``), one image at a time; the masks are then written even without
+``png``.
 
 Re-runs: an image is skipped when ``OUT/report.json`` (written by the same checkpoint) says it was done and its
 outputs are still there. The COCO RLE of every finished image is cached in ``OUT/.mpae-batch/<mask path>.json``,

@@ -22,7 +22,7 @@ from ..annotation.parts import PartTable
 from ..annotation.storage import atomic_write_json
 from ..inference import channel_lut, label_map_at
 from ..worker_signals import ignore_stop_signals
-from .config import CACHE_DIR, ERROR, OK, ImageResult
+from .config import CACHE_DIR, ERROR, OK, ImageResult, derived_formats
 
 ARENA_BYTES_PER_MAP = 2 * 2**20  # room for a 2 MP map (1600x1200) per image of a chunk; larger ones are pickled
 
@@ -37,6 +37,21 @@ class Outputs:
     mask_names: dict[str, str]
     formats: tuple[str, ...]
     png: PngMaskWriter | None = None
+    coco_style: str = "rle"
+
+    @property
+    def coco_rle(self) -> bool:
+        """COCO RLE, cached per image by the encoders; COCO polygons are derived at the end like yolo etc."""
+        return "coco" in self.formats and self.coco_style == "rle"
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        return derived_formats(self.formats, self.coco_style)
+
+    @property
+    def writes_masks(self) -> bool:
+        """PNG masks are written when asked for and whenever a format is derived from them at the end."""
+        return "png" in self.formats or bool(self.derived)
 
     @functools.cached_property
     def channel_to_export(self) -> np.ndarray:
@@ -111,7 +126,7 @@ def encode_image(outputs: Outputs, job: EncodeJob) -> ImageResult:
             indices = label_map_at(job.logits, job.size, lut=outputs.channel_to_export)
         if outputs.png is not None:
             outputs.png.add_indices(relpath, indices)
-        if "coco" in outputs.formats:
+        if outputs.coco_rle:
             write_cache(outputs.cache_path(relpath), relpath, indices.shape, coco_annotations_for(indices))
     except OSError as exc:
         return ImageResult(relpath, ERROR, f"Cannot write the outputs of '{relpath}': {exc.strerror or exc}.",

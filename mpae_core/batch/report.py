@@ -59,9 +59,9 @@ def is_finished(outputs: Outputs, relpath: str, previous: dict[str, str]) -> boo
     if previous.get(relpath) not in DONE_STATUSES:
         return False
     mask_there = (outputs.out / outputs.mask_relpath(relpath)).is_file()
-    if "png" in outputs.formats and not mask_there:
+    if outputs.writes_masks and not mask_there:
         return False
-    return "coco" not in outputs.formats or mask_there or outputs.cache_path(relpath).is_file()
+    return not outputs.coco_rle or mask_there or outputs.cache_path(relpath).is_file()
 
 
 def versions() -> dict[str, str]:
@@ -109,6 +109,7 @@ def report_dict(config: BatchConfig, report: BatchReport, model, fingerprint: st
                        "format": info.source_format, "fingerprint": fingerprint, "num_parts": model.cfg.num_parts,
                        "backbone": model.cfg.backbone, "image_size": model.cfg.image_size},
         "device": report.device, "world_size": report.world_size, "formats": list(config.formats),
+        "coco_style": config.coco_style,
         "batch_size": config.batch_size, "versions": versions(), "cancelled": report.cancelled,
         "totals": report.totals(),
         "errors": [{"file": r.file, "error": r.error} for r in report.failed],

@@ -17,9 +17,11 @@ from ..annotation.parts import PartTable
 from ..checkpoint import load_checkpoint
 from ..inference import Predictor
 from ..resize import matches_installed_pillow
+from ..worker_signals import DataWorkerError, worker_batches
 from .config import (CACHE_DIR, CANCELLED, ERROR, OK, SKIPPED, BatchConfig, BatchProgress, BatchReport,
                      BatchUsageError, ImageResult, ProgressCallback)
 from .decode import make_loader, model_input
+from .derived import derived_writer, write_derived
 from .encode import EncodeJob, Encoders, Outputs
 from .listing import ImageItem, collect_images
 from .report import (checkpoint_fingerprint, describe_device, is_finished, previous_statuses, report_dict, write_coco,
@@ -88,8 +90,9 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
             for index, result in zip(indices, future.result()):
                 tally.add(index, result)
 
+    batches = worker_batches(loader)
     try:
-        for batch in loader:
+        for batch in batches:
             if cancel is not None and cancel.is_set():
                 stopped = True
                 break
@@ -107,7 +110,10 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
     except KeyboardInterrupt:
         logger.warning("Interrupted; finishing the images already predicted.")
         stopped = True
+    except DataWorkerError as exc:  # the CLI reports usage errors in one line and exits 2
+        raise BatchUsageError(str(exc)) from None
     finally:
+        batches.close()  # the decoding workers stop now, however the loop ended
         collect(block=True)
     return stopped
 
@@ -178,11 +184,12 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
         table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
         fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
                        and config.checkpoint.is_file() else None)
-        outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats)
+        outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats,
+                          coco_style=config.coco_style)
         if shard.rank == 0:
             write_label_files(table.export_labels(), config.out)
         (config.out / CACHE_DIR).mkdir(exist_ok=True)  # also marks OUT as a batch output for later listings
-        if "png" in config.formats:
+        if outputs.writes_masks:
             outputs.png = PngMaskWriter(config.out, table, mask_names=outputs.mask_names, write_labels=False)
         mine = shard.take(items)
         report = _run_shard(config, predictor, outputs, mine, fingerprint, progress, cancel, started, shard)
@@ -190,7 +197,7 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
         if shard.distributed:
             barrier(device)
             if shard.rank == 0:
-                report = merge_ranks(config, report, items, started, shard)
+                report = merge_ranks(config, report, items, started, shard, finish=derived_writer(config, outputs))
         return report
     finally:
         if joined:
@@ -235,8 +242,11 @@ def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine
 
 def _write_rank_files(config: BatchConfig, outputs: Outputs, report: BatchReport, model, fingerprint: str | None,
                       shard: Shard) -> None:
-    """This process's coco and report files (the final ones when there is one rank)."""
+    """This process's coco and report files (the final ones when there is one rank), and with one rank the formats
+    derived from the masks (with several, rank 0 writes those once every rank is done)."""
     coco_path, report_path = rank_file_paths(config.out, shard)
-    if "coco" in config.formats:
+    if outputs.coco_rle:
         report.coco_path = write_coco(outputs, report.images, coco_path)
+    if not shard.distributed:
+        report.coco_path = write_derived(config, outputs, report.images).get("coco", report.coco_path)
     report.report_path = write_report(report_path, report_dict(config, report, model, fingerprint))
