@@ -101,9 +101,6 @@ class ImageListModel(QAbstractListModel):
     def row_of(self, relpath: str) -> int:
         return self._rows.get(relpath, -1)
 
-    def relpaths(self) -> list[str]:
-        return self._relpaths
-
     def sort_value(self, row: int, key: str) -> tuple:
         """Where a row goes in the list ordered by ``key`` (a key of SORT_KEYS); the row itself breaks ties."""
         record = self._records[self._relpaths[row]]
