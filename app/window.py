@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
@@ -19,18 +18,21 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog
 
 from mpae_core.annotation import AnnotationProject, ImageStatus
 from mpae_core.annotation.project import find_project_dir
+from mpae_core.annotation.edits import EditLayer
 from mpae_core.errors import MPAEError
-from mpae_core.images import ImageLoadError, load_image
+from mpae_core.inference import PartPrediction
 
 from . import dialogs
 from .canvas import ImageCanvas
+from .display import ImageDisplay
 from .file_list import ICON_SIZE, SORT_KEYS, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
 from .gallery import PartGallery
 from .icons import icon
 from .model_session import ModelSession
-from .overlay import OverlayStyle, pil_to_qimage
+from .overlay import OverlayStyle
 from .parts_panel import PartsPanel
 from .settings import AppSettings, data_dir
+from .space_pan import SpacePanFilter
 from .theme import apply_theme
 from .welcome import WelcomePanel
 from .workers import ModelLoadWorker, PredictionWorker
@@ -42,13 +44,15 @@ from .window_model import ModelMixin
 logger = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 1500
+FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
 
 class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
-    imageShown = Signal(str)
+    imageShown = Signal(str)  # the image became the current one (its pixels follow: displayReady)
+    displayReady = Signal(str)  # the current image is on screen at full resolution
     modelLoaded = Signal(str)  # checkpoint path
     modelFailed = Signal(str)  # message
     predictionFinished = Signal(object)  # PredictionSummary
@@ -60,8 +64,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.project: AnnotationProject | None = None
         self.session = ModelSession()
         self.current: str | None = None
-        self._prediction_labels: np.ndarray | None = None
-        self._confidence: np.ndarray | None = None
+        self._layer: EditLayer | None = None  # the current image's edit layer (when it has a prediction)
         self._load_thread: QThread | None = None
         self._load_worker: ModelLoadWorker | None = None
         self._predict_thread: QThread | None = None
@@ -96,6 +99,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.central_stack.addWidget(self.welcome)
         self.central_stack.addWidget(self.canvas)
         self.setCentralWidget(self.central_stack)
+        self.display = ImageDisplay(self.canvas, self)
+        self.display.ready.connect(self.displayReady)
+        self.display.photoFailed.connect(self._on_photo_failed)
+        self.display.failed.connect(lambda message: self.statusBar().showMessage(message, 10000))
+        self._space_pan = SpacePanFilter(self, self.canvas)
 
         self.file_model = ImageListModel(self)
         self.file_filter = ImageFilterModel(self)
@@ -107,22 +115,22 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.file_view.setItemDelegate(ImageRowDelegate(self.file_view))
         self.file_view.setSelectionMode(QListView.SingleSelection)
         self.file_view.selectionModel().currentChanged.connect(self._on_list_current)
+        self.file_filter.rowsRemoved.connect(self._after_rows_removed)
         self.filter_edit = QLineEdit(placeholderText="Filter by name…", clearButtonEnabled=True)
-        self.filter_edit.textChanged.connect(self.file_filter.setFilterFixedString)
+        self._filter_timer = QTimer(self, singleShot=True, interval=FILTER_DELAY_MS, timeout=self._apply_filter)
+        self.filter_edit.textChanged.connect(self._filter_timer.start)  # one refilter after typing pauses
         self.status_filter = QComboBox()
         self.status_filter.addItem("All images", None)
         for status in ImageStatus:
             self.status_filter.addItem(status.value.capitalize(), status.value)
-        self.status_filter.currentIndexChanged.connect(
-            lambda _: self.file_filter.set_status(self.status_filter.currentData()))
+        self.status_filter.currentIndexChanged.connect(self._apply_filter)
         self.counts_label = QLabel()
         self.sort_combo = QComboBox()
         for key, text in SORT_KEYS.items():
             self.sort_combo.addItem(text, key)
         self.sort_combo.setToolTip("Order of the list: by name, least sure first (the images to review first), or "
                                    "by status")
-        self.sort_combo.currentIndexChanged.connect(
-            lambda _: self.file_filter.set_sort_key(self.sort_combo.currentData()))
+        self.sort_combo.currentIndexChanged.connect(self._apply_filter)
         self.subfolders_button = QToolButton()  # its action (File ▸ Include subfolders) comes with the menus
         self.subfolders_button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         files = QWidget()
@@ -228,6 +236,8 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.save_project()
         self.project = None
         self.current = None
+        self._layer = None
+        self.display.clear()
         self.file_model.set_project(None)
         self.parts_panel.set_project(None)
         self.canvas.set_edit_target(None, None)
@@ -250,57 +260,73 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
 
     # ================================================================================================ images
     def show_image(self, relpath: str) -> None:
-        """Show an image with its prediction and edits; editing goes straight to its edit layer."""
+        """Make an image the current one; editing goes straight to its edit layer. Returns at once: a screen-sized
+        preview follows within a blink and the full resolution after it (``displayReady``, ``wait_for_display``)."""
         if self.project is None or relpath not in self.project:
             return
         self.current = relpath
         self._select_in_list(relpath)
-        record = self.project.record(relpath)
-        try:
-            image = load_image(self.project.image_path(relpath))
-            self.canvas.set_image(pil_to_qimage(image))
-        except ImageLoadError as exc:
-            self.canvas.set_image(None)
-            self.statusBar().showMessage(str(exc), 10000)
-            if record.status is not ImageStatus.ERROR:
-                self.project.set_error(relpath, str(exc))
-                self.file_model.refresh(relpath)
-                self._refresh_problems()
-        self._show_annotation()
-        self.canvas.zoom_fit()
+        prediction, self._layer = self._annotation_of(relpath)
+        self.display.show(relpath, self.project.image_path(relpath), prediction, self._layer)
         self._update_actions()
         self.imageShown.emit(relpath)
 
     def _show_annotation(self) -> None:
-        """(Re)compose the current image's labels from its prediction and edits."""
-        self._prediction_labels = self._confidence = None
-        layer = None
-        if self.project is not None and self.current is not None:
-            try:
-                prediction = self.project.prediction(self.current)
-                if prediction is not None:
-                    self._prediction_labels = prediction.label_map()
-                    self._confidence = prediction.confidence_map()
-                    layer = self.project.edits(self.current)
-            except MPAEError as exc:
-                self.statusBar().showMessage(str(exc), 10000)
-        self.canvas.set_edit_target(layer, self._prediction_labels)
-        if layer is not None:
-            self.canvas.set_annotation(layer.composed(self._prediction_labels), self._confidence)
-        else:
-            self.canvas.set_annotation(None)
+        """(Re)compose the current image's labels from its prediction and edits, in the background."""
+        if self.project is None or self.current is None:
+            return
+        prediction, self._layer = self._annotation_of(self.current)
+        self.display.show_labels(prediction, self._layer)
+
+    def _annotation_of(self, relpath: str) -> tuple[PartPrediction | None, EditLayer | None]:
+        """An image's stored prediction and, with one, its edit layer (small reads: logits and the layer's file)."""
+        try:
+            prediction = self.project.prediction(relpath)  # type: ignore[union-attr]
+            if prediction is not None:
+                return prediction, self.project.edits(relpath)  # type: ignore[union-attr]
+        except MPAEError as exc:
+            self.statusBar().showMessage(str(exc), 10000)
+        return None, None
+
+    def _on_photo_failed(self, relpath: str, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        if self.project is None or relpath not in self.project:
+            return
+        if self.project.record(relpath).status is not ImageStatus.ERROR:
+            self.project.set_error(relpath, message)
+            self.file_model.refresh(relpath)
+            self._refresh_problems()
+
+    def wait_for_display(self, timeout_ms: int = 30_000) -> bool:
+        """Process events until the current image is on screen at full resolution (tests, benchmarks)."""
+        return self.display.wait(timeout_ms)
 
     def _select_in_list(self, relpath: str) -> None:
-        row = self.file_model.row_of(relpath)
-        if row < 0:
-            return
-        index = self.file_filter.mapFromSource(self.file_model.index(row))
+        index = self.file_filter.index_of(relpath)
         if index.isValid() and index != self.file_view.currentIndex():
             with QSignalBlocker(self.file_view.selectionModel()):
                 self.file_view.setCurrentIndex(index)
             self.file_view.scrollTo(index)
 
+    def _apply_filter(self) -> None:
+        """Refilter the list by name and status; nothing is opened: the current image stays selected if it still
+        matches (typing "img_1" must not show every intermediate match on the way)."""
+        with QSignalBlocker(self.file_view.selectionModel()):
+            self.file_filter.set_sort_key(self.sort_combo.currentData())
+            self.file_filter.set_filter(self.filter_edit.text(), self.status_filter.currentData())
+        if self.current is not None:
+            self._select_in_list(self.current)
+
+    def _after_rows_removed(self) -> None:
+        """A row left the filtered list by itself (its status changed): the current image stays what it is."""
+        index = self.file_filter.index_of(self.current) if self.current is not None else QModelIndex()
+        if index != self.file_view.currentIndex():
+            with QSignalBlocker(self.file_view.selectionModel()):
+                self.file_view.setCurrentIndex(index)
+
     def _on_list_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self.file_filter.restructuring:  # the list changed under the selection: nobody picked an image
+            return
         if current.isValid():
             relpath = current.data(RelpathRole)
             if relpath != self.current:
@@ -404,6 +430,8 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.cancel_prediction(wait=True)
+        self.display.shutdown()
+        self.canvas.shutdown()
         if self._load_thread is not None:
             self._load_thread.wait()
         self.close_project()
