@@ -410,7 +410,7 @@ def test_yolo_labelme_cvat_voc_and_coco_polygons_come_from_the_masks(checkpoint,
     assert_coco_matches_masks(out, report)
     coco = json.loads((out / "coco.json").read_text(encoding="utf-8"))
     assert all(isinstance(a["segmentation"], list) for a in coco["annotations"])
-    assert not list((out / ".mpae-batch").glob("*.json"))  # no RLE caches for a polygon COCO
+    assert not list((out / ".mpae-batch").rglob("*.png.json"))  # no RLE caches (<mask>.json) for a polygon COCO
     assert sorted(p.name for p in (out / "yolo" / "labels").iterdir()) == ["im0.txt", "im1.txt", "im2.txt"]
     assert (out / "yolo" / "images" / "im1.png").read_bytes() == (images / "im1.png").read_bytes()
     assert (out / "yolo" / "data.yaml").is_file()
