@@ -106,6 +106,8 @@ def _print_summary(report) -> None:
     if report.coco_path is not None:
         print(f"COCO:   {report.coco_path}")
     print(f"report: {report.report_path}")
+    if report.project_dir is not None:
+        print(f"review: mpae-annotate {report.out}   (opens the run's project {report.project_dir} in the app)")
     for result in report.failed[:MAX_LISTED_FAILURES]:
         print(f"failed: {result.error}", file=sys.stderr)
     if len(report.failed) > MAX_LISTED_FAILURES:
@@ -119,11 +121,12 @@ def _add_batch_parser(commands) -> None:
         description="Predict part masks for every image of a folder. Exit code 0: all images done; 1: some failed "
                     "(listed in OUT/report.json); 2: the run could not start; 130: interrupted (the report says "
                     "what was done). Re-running skips finished images. Under torchrun --nproc_per_node N each rank "
-                    "takes every N-th image and rank 0 merges the outputs.")
+                    "takes every N-th image and rank 0 merges the outputs. OUT also holds a project (OUT/.mpae): "
+                    "`mpae-annotate OUT` opens the run in the app for review without predicting again.")
     batch.add_argument("images", help="folder of images")
     batch.add_argument("--checkpoint", required=True, help="an MPAE .safetensors checkpoint or an authors' .pth")
     batch.add_argument("--out", required=True, help="output folder (masks/, labels.txt, labels.json, coco.json, "
-                                                   "report.json)")
+                                                   "report.json, and the project .mpae/ the app opens)")
     batch.add_argument("--format", default="png,coco",
                        help="comma-separated: png, coco, yolo, labelme, cvat, voc (default: png,coco); yolo, "
                             "labelme, cvat and voc (and coco polygons) are written at the end from the PNG masks, "
@@ -134,7 +137,8 @@ def _add_batch_parser(commands) -> None:
                                                        "torchrun each rank takes cuda:LOCAL_RANK)")
     batch.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")
     batch.add_argument("--recursive", action="store_true", help="include images in subfolders")
-    batch.add_argument("--overwrite", action="store_true", help="redo images that an earlier run finished")
+    batch.add_argument("--overwrite", action="store_true",
+                       help="redo images that an earlier run finished (never those edited or reviewed in the app)")
     batch.add_argument("--workers", type=int, default=None,
                        help="image decoding processes (default: a third of the CPUs, half on a GPU; 0 decodes in the "
                             "main process)")

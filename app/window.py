@@ -210,7 +210,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.close_project()
         self.project = project
         self._project_opened(first_time)
-        self.settings.add_recent_folder(project.images_folder)
+        # the folder that opens this project again: its image folder, or the folder chosen when its images live
+        # elsewhere (a batch run's OUT)
+        own = find_project_dir(project.images_folder) == project.project_dir
+        where = project.images_folder if own else folder
+        self.settings.add_recent_folder(where)
         self._save_settings()
         self.file_model.set_project(project)
         self.parts_panel.set_project(project)
@@ -218,7 +222,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self._fill_paint_labels()
         self._refresh_problems()
         self._refresh_counts()
-        self.setWindowTitle(f"MPAE Annotator — {project.images_folder}")
+        self.setWindowTitle(f"MPAE Annotator — {where}")
         if len(project):
             self.show_image(project.relpaths()[0])
         else:
@@ -230,11 +234,17 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         return True
 
     def close_project(self) -> None:
+        """Save and give the project's write lock back at once (another window or a batch run may then write it),
+        not whenever the old project object happens to be collected."""
         if self.project is None:
             return
         self.cancel_prediction(wait=True)
         self.save_project()
-        self.project = None
+        project, self.project = self.project, None
+        try:
+            project.close()  # the lock goes back even when this save fails (save_project has said why)
+        except (MPAEError, OSError) as exc:
+            logger.error("Could not save %s on closing it: %s", project.project_dir, exc)
         self.current = None
         self._layer = None
         self.display.clear()

@@ -355,6 +355,15 @@ class Predictor:
         return device_label_maps(self._device_logits(batch)[: len(sizes)], sizes, lut)
 
     @torch.inference_mode()
+    def logits_and_maps(self, batch: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                        lut: np.ndarray) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """``maps_at_sizes`` plus the [n, Q, h, w] fp32 logits on the CPU, from one model call (the batch keeps
+        both: the maps for its masks, the logits for its project)."""
+        logits = self._device_logits(batch)[: len(sizes)]
+        maps = device_label_maps(logits, sizes, lut)
+        return logits.float().cpu(), maps
+
+    @torch.inference_mode()
     def label_maps(self, batch: torch.Tensor, output_size: tuple[int, int]) -> np.ndarray:
         """[B, H, W] label maps (0 = background, k + 1 = slot k) computed on the device, returned as uint8/16."""
         logits = upsample_logits(self._device_logits(batch), output_size)
