@@ -164,7 +164,10 @@ def _import(args: argparse.Namespace) -> int:
     folder = Path(args.into).expanduser()
     try:
         if find_project_dir(folder) is not None:
+            # a locked project is refused below in one sentence, without the store's own warning first
+            logging.getLogger("mpae_core.annotation.project").setLevel(logging.ERROR)
             project = AnnotationProject.open(folder, edit_cache_size=1)
+            logging.getLogger("mpae_core.annotation.project").setLevel(logging.NOTSET)
             if project.read_only is None:
                 project.scan(recursive=True if args.recursive else None)
         else:

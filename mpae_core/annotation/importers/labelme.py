@@ -47,7 +47,8 @@ class LabelmeSource(ImportSource):
             document = self._load(relpath)
             if document is None:
                 continue
-            names = [str(s.get("label") or "").strip() for s in document["shapes"]]
+            names = [str(s.get("label") or "").strip() for s in document["shapes"]
+                     if (s.get("shape_type") or "polygon") in REGION_SHAPES]  # a label only on lines paints nothing
             names = [n for n in names if n]
             sequences.append(list(dict.fromkeys(names)))
             image_path = document.get("imagePath")
@@ -98,7 +99,7 @@ class LabelmeSource(ImportSource):
             kind = shape.get("shape_type") or "polygon"
             key = self._key_of.get(str(shape.get("label") or "").strip())
             if kind not in REGION_SHAPES or key is None:
-                what = kind if key is not None else "unlabelled"
+                what = kind if kind not in REGION_SHAPES else "unlabelled"
                 skipped[what] = skipped.get(what, 0) + 1
                 continue
             try:

@@ -7,6 +7,7 @@ name is said as such, never guessed.
 
 Labels, by name: a label the format marks as background or ignore; a project part's (root) name → its slot value
 k + 1 (a merged group by its root's name; a part exported as background keeps that flag); a user label → its value;
+the name a merged part keeps for unmerging → that part's slot (shown and exported as its group);
 background names → 0; ``ignore``/``__ignore__``/``255``/``don't care`` → :data:`IGNORE_LABEL`; the same names ignoring
 case when that is unambiguous; anything else becomes a new user label (with the source's colour when it has one).
 """
@@ -90,8 +91,8 @@ class ImageMatcher:
         shown = names[0].name if names else "?"
         if ambiguous:
             listed = ", ".join(f"'{r}'" for r in ambiguous[:4]) + (" …" if len(ambiguous) > 4 else "")
-            return ImageMatch(None, f"could be any of the project's images {listed}; name it by its path relative to "
-                                    "the image folder in the source.")
+            return ImageMatch(None, f"'{shown}' could be any of the project's images {listed}; name it by its path "
+                                    "relative to the image folder in the source.")
         return ImageMatch(None, f"'{shown}' is not an image of this project (no image with that path or file name); "
                                 "add the photo to the folder, or fix the name in the source.")
 
@@ -138,7 +139,10 @@ def plan_labels(labels: Sequence[SourceLabel], parts: PartTable | None) -> list[
     """What each source label becomes in a project with table ``parts`` (None: no table yet); changes nothing."""
     exact: dict[str, tuple[str, int]] = {}
     if parts is not None:
-        for slot in parts:
+        members = [slot for slot in parts if slot.merged_into is not None]
+        for slot in members:  # a merged part's own name: its slot, shown and exported as its group
+            exact[slot.name] = (PART, slot.slot + 1)
+        for slot in parts:  # root names and user labels win over the names merged parts keep for unmerging
             if slot.merged_into is None:
                 exact[slot.name] = (PART, slot.slot + 1)
         for user in parts.user_labels:
@@ -157,20 +161,27 @@ def plan_labels(labels: Sequence[SourceLabel], parts: PartTable | None) -> list[
             planned.append(LabelMatch(label, IGNORE, IGNORE_LABEL, "don't care"))
         elif name in exact:
             kind, value = exact[name]
-            planned.append(LabelMatch(label, kind, value, name))
+            planned.append(LabelMatch(label, kind, value, _shown(parts, value, name)))
         elif low in BACKGROUND_NAMES:
             planned.append(LabelMatch(label, BACKGROUND, 0, "background"))
         elif low in IGNORE_NAMES:
             planned.append(LabelMatch(label, IGNORE, IGNORE_LABEL, "don't care"))
         elif len(folded.get(low, [])) == 1:
             target, kind, value = folded[low][0]
-            planned.append(LabelMatch(label, kind, value, target))
+            planned.append(LabelMatch(label, kind, value, _shown(parts, value, target)))
         elif name in new_names:  # a name the source repeats becomes one label
             planned.append(LabelMatch(label, NEW, None, name))
         else:
             new_names[name] = LabelMatch(label, NEW, None, name)
             planned.append(new_names[name])
     return planned
+
+
+def _shown(parts: PartTable | None, value: int, name: str) -> str:
+    """A project label's name as the person sees it: a merged part names its group too."""
+    if parts is not None and 0 < value <= parts.num_parts and parts.root(value - 1) != value - 1:
+        return f"{name} (merged into {parts.display_name(value - 1)})"
+    return name
 
 
 def apply_plan(planned: Sequence[LabelMatch], parts: PartTable) -> tuple[list[LabelMatch], list[str]]:
