@@ -39,6 +39,8 @@ class MenusMixin:
         self.act_load = a("&Load checkpoint…", self.choose_checkpoint, "Ctrl+L", "checkpoint",
                           tip="Load an MPAE checkpoint (.safetensors or the authors' .pth)")
         self.act_export = a("&Export…", self.show_export, "Ctrl+E", "export", tip="Export PNG masks and/or COCO")
+        self.act_import = a("&Import…", self.show_import, "Ctrl+I", "import",
+                            tip="Import annotations (COCO, PNG label maps, VOC, labelme, YOLO, CVAT) as your own layer")
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
         self.act_predict = a("&Predict image", self.predict_current, "Ctrl+P", "predict", tip="Predict the current image")
         self.act_predict_all = a("Predict &all", lambda: self.predict_all(), "Ctrl+Shift+P", "predict_all",
@@ -87,6 +89,7 @@ class MenusMixin:
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addAction(self.act_load)
         file_menu.addSeparator()
+        file_menu.addAction(self.act_import)
         file_menu.addAction(self.act_export)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
