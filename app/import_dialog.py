@@ -20,16 +20,16 @@ from typing import Callable
 
 from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget,
-                               QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QMessageBox, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from mpae_core.annotation import AnnotationProject, PartTable
 from mpae_core.annotation.importers import (IMPORT_FORMATS, ImportCancelled, ImportPreview, ImportReport,
                                             ImportSource, import_annotations, open_source, preview_import)
 from mpae_core.errors import MPAEError
 
-from .dialogs import button_row, dismiss_button
+from .dialogs import WorkerDialog, button_row, dismiss_button
 from .icons import icon
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class ImportWorker(QThread):
             self.succeeded.emit(report)
 
 
-class ImportDialog(QDialog):
+class ImportDialog(WorkerDialog):
     """Choose a source, see what it becomes, import with progress and Cancel.
 
     ``release_project()`` is called when Import is pressed: it must save the project and give its write lock back
@@ -127,7 +127,6 @@ class ImportDialog(QDialog):
 
     imported = Signal(object)  # ImportReport
     projectReturned = Signal(object)  # ImportReport, or None when the import failed
-    ended = Signal(str)  # "done", "cancelled" or "failed", once the worker thread has finished
 
     def __init__(self, project: AnnotationProject, parent: QWidget | None = None, *,
                  release_project: Callable[[], None] | None = None, source: str | Path | None = None) -> None:
@@ -145,13 +144,10 @@ class ImportDialog(QDialog):
         self._preview_worker: PreviewWorker | None = None  # the one whose answer counts
         self._previews: list[PreviewWorker] = []  # every preview thread still running (older ones were stopped)
         self._preview_error: str | None = None
-        self._worker: ImportWorker | None = None
         self._preview: ImportPreview | None = None
         self._source: ImportSource | None = None
         self._report: ImportReport | None = None
-        self._outcome = ""
         self._released = False
-        self._close_when_done = False
 
         self.source_edit = QLineEdit(str(source) if source else "")
         self.source_edit.setPlaceholderText("A COCO or labelme JSON, annotations.xml, data.yaml, or a folder")
@@ -227,9 +223,6 @@ class ImportDialog(QDialog):
             self.start_preview()
 
     # ----- state ----------------------------------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self._worker is not None and self._worker.isRunning()
-
     def is_previewing(self) -> bool:
         return self._preview_worker is not None
 
@@ -259,10 +252,6 @@ class ImportDialog(QDialog):
         self.import_button.setEnabled(not running and problem is None)
         self.import_button.setToolTip(problem or "")
         self.cancel_button.setText("Cancel" if running else "Close")
-
-    def _set_message(self, text: str, *, error: bool = False) -> None:
-        self.message_label.setText(text)
-        self.message_label.setStyleSheet("color: #d83b3b;" if error else "")
 
     def _browse_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Annotation file", self.source_edit.text(),
@@ -347,7 +336,8 @@ class ImportDialog(QDialog):
                          + ("replaced" if self.replace_check.isChecked() else "kept as they are") + ")")
         if preview.not_found:
             listed = "\n".join(preview.not_found[:MAX_LISTED])
-            more = f"\n… and {len(preview.not_found) - MAX_LISTED} more" if len(preview.not_found) > MAX_LISTED else ""
+            extra = len(preview.not_found) - MAX_LISTED
+            more = f"\n… and {extra} more" if extra > 0 else ""
             lines.append(f"{len(preview.not_found)} cannot be imported:\n{listed}{more}")
         self.images_label.setText(".\n".join(lines) if len(lines) > 1 else lines[0] + ".")
 
@@ -406,42 +396,20 @@ class ImportDialog(QDialog):
         self._set_message("\n".join(lines), error=bool(report.failed))
         self.imported.emit(report)
 
-    def _on_failed(self, message: str) -> None:
-        self._outcome = "failed"
-        self._set_message(message, error=True)
+    cancel_task = cancel_import
 
-    def _on_thread_done(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.deleteLater()
-        self.cancel_button.setEnabled(True)
-        self._update_state()
+    def _after_thread(self) -> None:
         self.projectReturned.emit(self._report)
-        self.ended.emit(self._outcome or "failed")
-        if self._close_when_done:
-            super().reject()
 
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until the running previews and import end (tests, closing); True if nothing runs any more."""
         workers = [*self._previews, *([self._worker] if self._worker is not None else [])]
         return all(worker.wait(timeout_ms) for worker in workers)
 
-    def reject(self) -> None:
-        """Cancel button: cancels a running import (the dialog stays to say so); otherwise closes."""
-        if self.is_running():
-            self.cancel_import()
-            return
+    def done(self, result: int) -> None:
+        """Closing (not while importing: Cancel and the close button cancel that first) stops any preview."""
         self._stop_preview()
-        super().reject()
-
-    def closeEvent(self, event) -> None:
-        if self.is_running():
-            self._close_when_done = True
-            self.cancel_import()
-            event.ignore()
-            return
-        self._stop_preview()
-        super().closeEvent(event)
+        super().done(result)
 
     def _stop_preview(self) -> None:
         for worker in self._previews:

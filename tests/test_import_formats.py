@@ -166,7 +166,8 @@ def test_yolo_layout_with_subsets_and_bad_lines(photos, tmp_path):
     expected[2:11, 3:16] = True  # x: trunc(0.1 * 30) = 3 .. trunc(0.5 * 30) = 15; y: 2 .. 10, outline included
     assert (names[expected] == "tail").all() and (names[~expected] == "background").all()
     assert (names_of(project, "sub/b.png") == "background").all() and project.record("sub/b.png").has_edits
-    assert "Line 2 of" in report.failed[0].reason and "class 2, but data.yaml names 2 classes" in report.failed[0].reason
+    reason = report.failed[0].reason
+    assert "Line 2 of" in reason and "class 2, but data.yaml names 2 classes" in reason
     assert [u.name for u in project.parts.user_labels] == ["wing", "tail"]
 
 
@@ -236,7 +237,7 @@ def test_cvat_boxes_polygons_masks_by_z_order(photos, tmp_path):
     assert (names[0:2, 0:6] == "wing").all() and (names[2:6, 0:2] == "wing").all() and names[8, 1] == "background"
     assert names[10, 21] == names[10, 22] == names[11, 23] == "wing"  # run lengths 1 off, 2 on, 3 off, 2 on
     assert names[10, 20] == names[10, 23] == names[11, 21] == "background"
-    assert report.notes == [f"'annotations.xml' image 'sub/b.png': 1 polyline shape left out."]
+    assert report.notes == ["'annotations.xml' image 'sub/b.png': 1 polyline shape left out."]
     assert [(u.name, u.color) for u in project.parts.user_labels] == [("wing", (255, 0, 0)), ("tail", (0, 255, 0))]
 
 

@@ -69,8 +69,8 @@ def digests(folder: Path, wanted: tuple[str, ...]) -> dict[str, str]:
         if path.is_file() and any(rel == w or (w.endswith("/") and rel.startswith(w)) for w in wanted):
             data = path.read_bytes()
             if rel == "labels.json":
-                data = json.dumps({k: {f: v for f, v in e.items() if f != "slots"} for k, e in json.loads(data).items()},
-                                  indent=2).encode()
+                table = json.loads(data)
+                data = json.dumps({k: {f: v for f, v in e.items() if f != "slots"} for k, e in table.items()}).encode()
             found[rel] = hashlib.sha256(data).hexdigest()
     return found
 

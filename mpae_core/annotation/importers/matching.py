@@ -7,9 +7,9 @@ name is said as such, never guessed.
 
 Labels, by name: a label the format marks as background or ignore; a project part's (root) name → its slot value
 k + 1 (a merged group by its root's name; a part exported as background keeps that flag); a user label → its value;
-the name a merged part keeps for unmerging → that part's slot (shown and exported as its group);
-background names → 0; ``ignore``/``__ignore__``/``255``/``don't care`` → :data:`IGNORE_LABEL`; the same names ignoring
-case when that is unambiguous; anything else becomes a new user label (with the source's colour when it has one).
+the name a merged part keeps for unmerging → that part's slot (shown and exported as its group); background names
+→ 0; ``ignore``/``__ignore__``/``255``/``don't care`` → :data:`IGNORE_LABEL`; the same names ignoring case when that
+is unambiguous; anything else becomes a new user label (with the source's colour when it has one).
 """
 from __future__ import annotations
 
