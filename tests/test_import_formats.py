@@ -14,9 +14,10 @@ from pycocotools import mask as mask_utils
 
 from mpae_core.annotation import AnnotationProject
 from mpae_core.annotation.importers import ImportSourceError, import_annotations, locate, open_source
-from mpae_core.annotation.importers.rasterise import centre_polygon_mask, edge_polygons_mask
+from mpae_core.annotation.importers.rasterise import centre_polygon_mask, edge_polygons_mask, fill_polygon_mask
 from mpae_core.annotation.importers.label_maps import VOC_CLASSES, voc_colormap
 from mpae_core.annotation.labels import IGNORE_LABEL
+from mpae_core.opencv import import_opencv
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -62,6 +63,15 @@ def test_shapes_drawn_on_their_box_equal_shapes_drawn_on_the_whole_image():
             (x0, y0, x1, y1), mask = drawn
             mine[y0:y1, x0:x1] = mask
         np.testing.assert_array_equal(mine, np.asarray(full, bool))
+
+        whole = np.zeros((height, width), np.uint8)
+        import_opencv().fillPoly(whole, [np.trunc(points).astype(np.int32)], 1)
+        mine[:] = False
+        drawn = fill_polygon_mask(np.trunc(points), height, width)
+        if drawn is not None:
+            (x0, y0, x1, y1), mask = drawn
+            mine[y0:y1, x0:x1] = mask
+        np.testing.assert_array_equal(mine, whole.astype(bool))
 
         flat = points.ravel().tolist()
         whole = mask_utils.decode(mask_utils.frPyObjects([flat], height, width)[0]).astype(bool)
@@ -288,3 +298,90 @@ def test_detection_prefers_the_most_complete_format_and_says_what_else_is_there(
     (tmp_path / "bad.json").write_text('{"images": [], "categories": [{"name": 1}]}')
     with pytest.raises(ImportSourceError, match="not a valid COCO file"):
         open_source(tmp_path / "bad.json")
+
+
+# ----- the formats' own readers agree (optional extra: labelme, Ultralytics) ---------------------------------------
+def random_shapes(seed: int, count: int = 40):
+    """Polygons with fractional and whole corners (some leaving the image), rectangles and circles."""
+    rng = np.random.default_rng(seed)
+    shapes = []
+    for i in range(count):
+        kind = ("polygon", "polygon", "rectangle", "circle")[i % 4]
+        n = int(rng.integers(3, 9)) if kind == "polygon" else 2
+        points = rng.uniform(-3, W + 3, (n, 2)) * [1, H / W]
+        if i % 3 == 0:
+            points = np.round(points)
+        shapes.append({"label": f"l{i % 5}", "points": points.tolist(), "group_id": None, "description": "",
+                       "shape_type": kind, "flags": {}})
+    return shapes
+
+
+def test_labelme_itself_draws_the_same_pixels_for_any_shapes(photos, tmp_path):
+    from test_export_formats import needs, run_consumer
+
+    needs("labelme")
+    folder = tmp_path / "lm"
+    folder.mkdir()
+    files = {}
+    for i, rel in enumerate(("a.jpg", "c.png")):
+        document = {"version": "5.5.0", "flags": {}, "shapes": random_shapes(i), "imagePath": f"../photos/{rel}",
+                    "imageData": None, "imageHeight": H, "imageWidth": W}
+        files[rel] = str(folder / f"{rel}.json")
+        (folder / f"{rel}.json").write_text(json.dumps(document))
+    project, report = imported(photos, folder)
+    assert sorted(report.imported) == ["a.jpg", "c.png"]
+    value = {u.name: u.index + 1 for u in project.parts.user_labels}
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"files": files, "value": value}))
+    result = run_consumer(f"""
+        import json
+        from labelme.utils import shapes_to_label
+        spec = json.load(open({str(spec)!r}))
+        out = {{}}
+        for rel, path in spec["files"].items():
+            shapes = json.load(open(path))["shapes"]
+            cls, _ = shapes_to_label(({H}, {W}), shapes, spec["value"])
+            out[rel] = cls.tolist()
+        print(json.dumps(out))
+    """, tmp_path)
+    for rel in files:
+        np.testing.assert_array_equal(project.parts.to_export(project.label_map(rel)), np.array(result[rel]))
+
+
+def test_ultralytics_itself_draws_the_same_pixels_for_any_polygons(photos, tmp_path):
+    from test_export_formats import needs, run_consumer
+
+    needs("ultralytics")
+    root = tmp_path / "yolo"
+    (root / "labels").mkdir(parents=True)
+    (root / "data.yaml").write_text("names: [a, b, c]\n")
+    rng = np.random.default_rng(7)
+    lines = {}
+    for rel in ("a", "c"):
+        rows = []
+        for i in range(25):
+            xy = rng.uniform(-0.05, 1.05, (int(rng.integers(3, 9)), 2))
+            if i % 3 == 0:  # corners on pixel centres, as our exports write them
+                xy = (np.floor(xy * (W, H)) + 0.5) / (W, H)
+            rows.append(f"{i % 3} " + " ".join(f"{v:.6f}" for v in xy.ravel()))
+        lines[rel] = rows
+        (root / "labels" / f"{rel}.txt").write_text("\n".join(rows) + "\n")
+    project, report = imported(photos, root)
+    assert sorted(report.imported) == ["a.jpg", "c.png"]
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(lines))
+    result = run_consumer(f"""
+        import json, numpy as np
+        from ultralytics.data.utils import polygon2mask
+        out = {{}}
+        for rel, rows in json.load(open({str(spec)!r})).items():
+            drawn = np.zeros(({H}, {W}), np.uint8)
+            for row in rows:
+                values = row.split()
+                pixels = np.array(values[1:], np.float32).reshape(-1, 2) * np.array([{W}, {H}], np.float32)
+                drawn[polygon2mask(({H}, {W}), [pixels.reshape(-1)], color=1).astype(bool)] = int(values[0]) + 1
+            out[rel] = drawn.tolist()
+        print(json.dumps(out))
+    """, tmp_path)
+    for rel, relpath in (("a", "a.jpg"), ("c", "c.png")):
+        np.testing.assert_array_equal(project.parts.to_export(project.label_map(relpath)), np.array(result[rel]))

@@ -3,10 +3,11 @@
 * *Pixel edges* (COCO, CVAT): pixel (x, y) is the square [x, x+1] x [y, y+1] and is inside when its centre is;
   pycocotools rasterises them (as COCO's and CVAT's own tools do), so a polygon traced along the pixel edges gives
   back exactly its pixels, holes joined by zero-width cuts included.
-* *Pixel centres* (labelme, YOLO): pixel (x, y) is the point (x, y); PIL fills the polygon and draws its outline,
-  as labelme's ``shapes_to_label`` does (and as OpenCV's ``fillPoly``, which Ultralytics uses, does for polygons
-  through pixel centres), so a polygon through the centres of a part's boundary pixels gives back exactly the part,
-  one-pixel-wide parts included.
+* *Pixel centres* (labelme, YOLO): pixel (x, y) is the point (x, y). labelme shapes are drawn with PIL, filled and
+  outlined, as labelme's ``shapes_to_label`` draws them; YOLO polygons with OpenCV's ``fillPoly`` on whole-pixel
+  points, as Ultralytics' ``polygon2mask`` does. Both give back exactly a part traced through the centres of its
+  boundary pixels, one-pixel-wide parts included; for other polygons (self-intersecting ones, say) they differ,
+  so each format is drawn by its own tool's rule (the tests compare with labelme and Ultralytics themselves).
 
 Each shape is drawn on a canvas the size of its bounding box (clipped to the image), not on the whole image: an
 image with hundreds of instances costs their areas, not hundreds of full-size masks. The canvas starts at whole
@@ -20,6 +21,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
+
+from ...opencv import import_opencv
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), inside the image
 
@@ -96,6 +99,20 @@ def centre_polygon_mask(points: Sequence[Sequence[float]], height: int, width: i
     else:
         raise ValueError(f"shapes of type '{shape}' cannot be drawn")
     return box, np.asarray(canvas, dtype=bool)
+
+
+def fill_polygon_mask(points: np.ndarray, height: int, width: int) -> tuple[Box, np.ndarray] | None:
+    """A polygon of whole-pixel points, filled by OpenCV's ``fillPoly`` (Ultralytics' rule), as (box, bool mask)."""
+    xy = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+    if xy.size == 0:
+        return None
+    box = _box(xy[:, 0], xy[:, 1], height, width, margin=1)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    import_opencv().fillPoly(canvas, [(xy - (x0, y0)).astype(np.int32)], 1)
+    return box, canvas.astype(bool)
 
 
 def paint(keys: np.ndarray, drawn: tuple[Box, np.ndarray] | None, key: int) -> None:

@@ -1,8 +1,9 @@
 """YOLO segmentation (Ultralytics): ``data.yaml`` naming the classes, ``labels/**.txt`` with one polygon per line.
 
 A line is ``class x1 y1 x2 y2 ...``, the class 0-based and the points normalised by the photo's size. They are
-scaled back and truncated to whole pixels as Ultralytics does (``polygon2mask``), then filled with their outline
-(pixel-centre convention, :mod:`.rasterise`), which gives back exactly the pixels our exports traced. Lines are
+scaled back, truncated to whole pixels and filled by OpenCV's ``fillPoly``, exactly as Ultralytics does
+(``polygon2mask``; pixel-centre convention, :mod:`.rasterise`), which gives back exactly the pixels our exports
+traced. Lines are
 painted in file order. The classes come from ``names`` in ``data.yaml`` (a list or {index: name}; the dataset root
 is its ``path`` when it has one, else its folder), or ``classes.txt`` (one name per line) beside ``labels/``. An image
 is found by its label file's path below ``labels/`` (``labels/train/x.txt`` ↔ ``images/train/x.jpg``, the photo's
@@ -17,7 +18,7 @@ import numpy as np
 import yaml
 
 from ...images import IMAGE_EXTENSIONS
-from .rasterise import centre_polygon_mask, paint
+from .rasterise import fill_polygon_mask, paint
 from .source import (AnnotationReadError, ImportSource, ImportSourceError, NameCandidate, SourceImage, SourceLabel,
                      files_under, key_dtype, stem_of)
 
@@ -119,5 +120,5 @@ class YoloSource(ImportSource):
                                           "is a polygon of at least three x y points (boxes are for detection), so "
                                           "the image was not imported.")
             points = np.trunc(xy.reshape(-1, 2) * (width, height))  # Ultralytics: scale, then int32
-            paint(keys, centre_polygon_mask(points, height, width), cls + 1)
+            paint(keys, fill_polygon_mask(points, height, width), cls + 1)
         return keys
