@@ -144,6 +144,7 @@ class ImportDialog(WorkerDialog):
         self._preview_worker: PreviewWorker | None = None  # the one whose answer counts
         self._previews: list[PreviewWorker] = []  # every preview thread still running (older ones were stopped)
         self._preview_error: str | None = None
+        self._previewed_for: tuple[str, str | None] | None = None  # (source, format) of the latest preview
         self._preview: ImportPreview | None = None
         self._source: ImportSource | None = None
         self._report: ImportReport | None = None
@@ -268,10 +269,12 @@ class ImportDialog(WorkerDialog):
 
     # ----- preview --------------------------------------------------------------------------------------------------
     def start_preview(self) -> None:
-        """Read the chosen source's labels and image names on a worker thread."""
+        """Read the chosen source's labels and image names on a worker thread (again only if the choice changed)."""
         text = self.source_edit.text().strip()
-        if self.is_running() or self._released or not text:
+        wanted = (text, self.format_combo.currentData())
+        if self.is_running() or self._released or not text or wanted == self._previewed_for:
             return
+        self._previewed_for = wanted
         if self._preview_worker is not None:
             self._preview_worker.stop()  # its answer will not count
         self._preview, self._source, self._preview_error = None, None, None
@@ -432,7 +435,11 @@ def show_import_dialog(window) -> None:
     def release() -> None:
         project.save()  # raises when it cannot: nothing is closed then
         window.close_project()
-        project.close()
+        try:
+            project.close()  # gives the lock back even when it fails
+        except BaseException:
+            reopen(None)
+            raise
 
     def reopen(report: ImportReport | None) -> None:
         if window.open_folder(folder, load_project_checkpoint=False) and current is not None \

@@ -236,3 +236,21 @@ def test_set_all_is_one_undo_step_and_checks_its_input():
         layer.set_all(np.zeros((4, 3), np.uint16))
     with pytest.raises(ValueError, match="only 2 part slots"):
         layer.set_all(np.full((3, 4), 3, np.uint16))
+
+
+def test_a_cancelled_import_keeps_what_it_imported(photos, tmp_path):
+    from mpae_core.annotation.importers import ImportCancelled
+
+    source_dir = write_png_source(tmp_path / "src", {"a.jpg": np.ones((20, 30), np.uint8),
+                                                     "c.png": np.full((10, 10), 2, np.uint8)})
+    project = AnnotationProject.create(photos)
+
+    def stop_after_first(done, name):
+        if done == 1:
+            raise ImportCancelled
+
+    report = import_annotations(open_source(source_dir)[0], project, on_image=stop_after_first)
+    assert report.cancelled and report.imported == ["a.jpg"] and report.summary().endswith("(cancelled).")
+    project.close()
+    reopened = AnnotationProject.open(photos, write=False)  # saved when it stopped
+    assert reopened.record("a.jpg").has_edits and not reopened.record("c.png").has_edits
