@@ -254,3 +254,15 @@ def test_a_cancelled_import_keeps_what_it_imported(photos, tmp_path):
     project.close()
     reopened = AnnotationProject.open(photos, write=False)  # saved when it stopped
     assert reopened.record("a.jpg").has_edits and not reopened.record("c.png").has_edits
+
+
+def test_present_labels_of_an_image_whose_layer_left_the_cache(photos):
+    """An import paints many images through a one-layer cache: each image's summary still sees its own edits."""
+    project = AnnotationProject.create(photos, parts=PartTable.empty(), edit_cache_size=1)
+    value = project.parts.add_user_label("wing")
+    project.add_image("a.jpg", (20, 30))
+    project.add_image("c.png", (10, 10))
+    project.edits("a.jpg").brush(5, 5, 3, value)
+    project.edits("c.png").brush(2, 2, 1, value)  # a.jpg's layer is written and leaves the cache
+    assert project.record("a.jpg").user_present == (value,)
+    assert project.record("c.png").user_present == (value,)
