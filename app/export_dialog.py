@@ -4,6 +4,10 @@ images, written off the GUI thread by the same exporter as the batch (``export_a
 AnnotationProject is not thread-safe, so the dialog saves the live project on the GUI thread and the worker exports
 from its own read-only copy opened from disk; the person can keep annotating meanwhile without racing the export.
 A Cancel stops at the next image: per-image files written so far stay, the COCO, CVAT and list files are not written.
+
+The default folder lies beside the image folder (``<folder>-labels``), and every export folder is marked so that
+image listings skip it wherever it is (:mod:`mpae_core.annotation.export_folder`). Before writing into a folder that
+is not empty the dialog asks; replacing an earlier export removes its files that the new one does not write again.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -34,6 +39,8 @@ from PySide6.QtWidgets import (
 
 from mpae_core.annotation import AnnotationProject, ExportResult, ImageStatus, PartTable, export_annotations
 from mpae_core.annotation.export import unique_mask_relpaths
+from mpae_core.annotation.export_folder import (ExportRecorder, FolderCheck, FolderState, check_export_folder,
+                                                default_export_folder, export_folder_problem)
 from mpae_core.annotation.project import EXPORTABLE
 from mpae_core.errors import MPAEError
 
@@ -80,6 +87,7 @@ class ExportWorker(QThread):
         self._cancel = threading.Event()
         self._done = 0
         self._last_emit = 0.0
+        self.removed: list[Path] = []  # files of an earlier export that this one replaced and deleted
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -95,7 +103,24 @@ class ExportWorker(QThread):
 
     def run(self) -> None:
         try:
-            copy = AnnotationProject.open(self.project_dir, write=False)
+            result = self._export()
+        except _ExportCancelled:
+            logger.info("Export to %s cancelled after %d images", self.out_dir, self._done)
+            self.cancelled.emit()
+        except Exception as exc:  # reported to the person as one sentence; the traceback goes to the log
+            logger.exception("Export to %s failed", self.out_dir)
+            self.failed.emit(describe_export_error(exc, self.out_dir))
+        else:
+            self.progress.emit(self._done, "")
+            self.succeeded.emit(result)
+
+    def _export(self) -> ExportResult:
+        """Export from a copy of the project, recording the files written in the folder's export list; once it is
+        complete, the files of an earlier export there that it did not write again are deleted."""
+        copy = AnnotationProject.open(self.project_dir, write=False)
+        recorder = ExportRecorder(self.out_dir, tool="app", source=copy.images_folder)
+        recorder.begin()
+        try:
             if self.reviewed_only:
                 source = copy.iter_label_maps(statuses=[ImageStatus.REVIEWED])
                 names = unique_mask_relpaths(copy.relpaths())
@@ -106,15 +131,14 @@ class ExportWorker(QThread):
             result = export_annotations(source, self.parts, self.out_dir, formats=self.formats, mask_names=names,
                                         coco_style=self.coco_style, images_dir=copy.images_folder,
                                         on_image=self._on_image)
-        except _ExportCancelled:
-            logger.info("Export to %s cancelled after %d images", self.out_dir, self._done)
-            self.cancelled.emit()
-        except Exception as exc:  # reported to the person as one sentence; the traceback goes to the log
-            logger.exception("Export to %s failed", self.out_dir)
-            self.failed.emit(describe_export_error(exc, self.out_dir))
-        else:
-            self.progress.emit(self._done, "")
-            self.succeeded.emit(result)
+        except BaseException:
+            try:  # the files written so far join the folder's list; nothing is deleted
+                recorder.finish(complete=False, images=self._done)
+            except OSError as exc:
+                logger.warning("Could not record the unfinished export in %s: %s", self.out_dir, exc)
+            raise
+        self.removed = recorder.finish(complete=True, images=result.images, keep=result.files)
+        return result
 
 
 class ExportDialog(WorkerDialog):
@@ -155,7 +179,8 @@ class ExportDialog(WorkerDialog):
         for name in ("yolo", "labelme", "cvat", "voc"):
             formats.addWidget(self._format_checks[name])
 
-        default = Path(default_out_dir) if default_out_dir is not None else project.images_folder / "export"
+        default = (Path(default_out_dir) if default_out_dir is not None
+                   else default_export_folder(project.images_folder))
         self.out_edit = QLineEdit(str(default))
         browse = QToolButton()
         browse.setIcon(icon("open_folder"))
@@ -267,10 +292,56 @@ class ExportDialog(WorkerDialog):
         self.hint_label.setText("" if running else problem or "")
         self.hint_label.setVisible(bool(problem) and not running)
 
-    def _browse(self) -> None:
+    def _browse(self) -> bool:
+        """Let the person pick the output folder; True when they did."""
         folder = QFileDialog.getExistingDirectory(self, "Export folder", self.out_edit.text())
         if folder:
             self.out_edit.setText(folder)
+        return bool(folder)
+
+    # ----- a folder that is not empty -------------------------------------------------------------------------------
+    def overwrite_question(self, check: FolderCheck) -> tuple[QMessageBox, dict[str, object]]:
+        """The question asked before writing into ``check.folder``, and its buttons by answer."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        earlier = check.state is FolderState.EXPORT
+        box.setWindowTitle("Replace the earlier export?" if earlier else "Export into a folder that is not empty?")
+        box.setText(check.question())
+        box.setInformativeText(check.consequence())
+        buttons = {
+            "overwrite": box.addButton("Overwrite" if earlier else "Export here", QMessageBox.ButtonRole.AcceptRole),
+            "choose": box.addButton("Choose another folder…", QMessageBox.ButtonRole.ActionRole),
+            "cancel": box.addButton(QMessageBox.StandardButton.Cancel),
+        }
+        box.setDefaultButton(buttons["choose"])
+        return box, buttons
+
+    def ask_overwrite(self, check: FolderCheck) -> str:
+        """Ask before writing into a folder that is not empty: "overwrite", "choose" or "cancel" (tests replace
+        this)."""
+        box, buttons = self.overwrite_question(check)
+        box.exec()
+        clicked = box.clickedButton()
+        return next((answer for answer, button in buttons.items() if button is clicked), "cancel")
+
+    def _folder_agreed(self, out_dir: Path) -> bool | None:
+        """True when ``out_dir`` may be written (empty, or the person agreed), False when not, None when they chose
+        another folder (then the export starts over with it)."""
+        try:
+            check = check_export_folder(out_dir)
+        except OSError as exc:
+            self._set_message(f"Cannot look into the output folder '{out_dir}': {exc.strerror or exc}; choose "
+                              "another folder.", error=True)
+            return False
+        if not check.needs_answer:
+            return True
+        answer = self.ask_overwrite(check)
+        if answer == "overwrite":
+            return True
+        if answer == "choose" and self._browse():
+            return None
+        self._set_message(f"Nothing was exported; '{out_dir}' was left as it was.")
+        return False
 
     # ----- export ---------------------------------------------------------------------------------------------------
     def start_export(self) -> bool:
@@ -282,8 +353,14 @@ class ExportDialog(WorkerDialog):
             self._set_message(problem, error=True)
             return False
         out_dir = self.out_dir()
-        if out_dir.exists() and not out_dir.is_dir():
-            self._set_message(f"The output '{out_dir}' is a file, not a folder; choose a folder.", error=True)
+        problem = export_folder_problem(out_dir, self._project.images_folder)
+        if problem:
+            self._set_message(problem, error=True)
+            return False
+        agreed = self._folder_agreed(out_dir)
+        if agreed is None:
+            return self.start_export()  # with the folder just chosen, asked about in turn
+        if not agreed:
             return False
         try:
             self._project.save()  # the worker reads the project from disk
@@ -336,6 +413,10 @@ class ExportDialog(WorkerDialog):
             if name in result.outputs:
                 written.append(result.outputs[name].relative_to(result.out_dir).as_posix())
         self._set_message(f"Exported {result.images} images to {result.out_dir}: {'; '.join(written)}.")
+        removed = len(self._worker.removed) if self._worker is not None else 0
+        if removed:
+            self._set_message(f"{self.message_label.text()} Deleted {removed} files of the earlier export there that "
+                              "this one does not write again.")
         self._outcome = "done"
         self.open_button.show()
         self.exported.emit(result)

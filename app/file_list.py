@@ -30,6 +30,11 @@ STATUS_COLOURS = {
 StatusRole = Qt.UserRole + 1
 RelpathRole = Qt.UserRole + 2
 ConfidenceRole = Qt.UserRole + 3
+#: The image list's orders (key → what the sort box says); "name" is the project's own (folder) order.
+SORT_KEYS = {"name": "Name", "confidence": "Least sure first", "status": "Status (to do first)"}
+#: "status" order: what needs a person first.
+STATUS_ORDER = {s: i for i, s in enumerate(("error", "new", "predicted", "edited", "reviewed"))}
+CONFIDENCE_HELP = "share of the image the model labels clearly (its best part well ahead of the runner-up)"
 
 
 def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
@@ -116,7 +121,9 @@ class ImageListModel(QAbstractListModel):
             if record.error:
                 lines.append(record.error)
             if record.confidence is not None:
-                lines.append(f"confidence: {record.confidence:.0%}")
+                lines.append(f"confidence: {record.confidence:.0%}, the {CONFIDENCE_HELP}")
+            elif record.has_prediction:
+                lines.append("confidence: — (predicted by an older version; predict it again to see it)")
             if record.size is not None:
                 lines.append(f"{record.size[1]}×{record.size[0]} px")
             return "\n".join(lines)
@@ -127,7 +134,7 @@ class ImageListModel(QAbstractListModel):
         if role == RelpathRole:
             return relpath
         if role == ConfidenceRole:
-            return record.confidence
+            return record.confidence if record.has_prediction else None
         return None
 
     # ----- thumbnails ---------------------------------------------------------------------------------------------
@@ -180,6 +187,36 @@ class ImageFilterModel(QSortFilterProxyModel):
             return False
         return super().filterAcceptsRow(row, parent)
 
+    # ----- sorting (a key of SORT_KEYS; ties keep the folder order) -----------------------------------------------
+    _sort_key = "name"
+
+    def set_sort_key(self, key: str) -> None:
+        """Order the list by ``key``: "name" (folder order), "confidence" (least sure first; images without a
+        figure last) or "status" (errors and new images first). The order follows new predictions by itself."""
+        if key not in SORT_KEYS:
+            raise ValueError(f"Unknown sort order {key!r}; use one of {', '.join(SORT_KEYS)}.")
+        self._sort_key = key
+        if key == "name":
+            self.sort(-1)  # back to the source (folder) order
+        else:
+            self.invalidate()
+            self.sort(0, Qt.SortOrder.AscendingOrder)
+
+    def sort_key(self) -> str:
+        return self._sort_key
+
+    def lessThan(self, left: QModelIndex | QPersistentModelIndex,  # noqa: N802 (Qt name)
+                 right: QModelIndex | QPersistentModelIndex) -> bool:
+        return self._sort_value(left) < self._sort_value(right)
+
+    def _sort_value(self, index: QModelIndex | QPersistentModelIndex) -> tuple:
+        if self.sort_key() == "confidence":
+            confidence = index.data(ConfidenceRole)
+            return (confidence is None, confidence or 0.0, index.row())
+        if self.sort_key() == "status":
+            return (STATUS_ORDER.get(index.data(StatusRole), len(STATUS_ORDER)), index.row())
+        return (index.row(),)
+
 
 class ImageRowDelegate(QStyledItemDelegate):
     """Thumbnail, file name and a coloured status line with the confidence: readable at a glance in long lists."""
@@ -218,8 +255,10 @@ class ImageRowDelegate(QStyledItemDelegate):
                          metrics.elidedText(name, Qt.ElideMiddle, text_rect.width()))
         detail = status
         confidence = index.data(ConfidenceRole)
-        if confidence is not None and status != "error":
-            detail += f" · {confidence:.0%}"
+        if confidence is not None:
+            detail += f" · {confidence:.0%} sure"
+        elif status in ("predicted", "edited", "reviewed"):
+            detail += " · —"
         painter.setPen(colour if not selected else text_colour)
         painter.drawText(text_rect.adjusted(0, 0, 0, -2), Qt.AlignLeft | Qt.AlignBottom,
                          metrics.elidedText(detail, Qt.ElideRight, text_rect.width()))

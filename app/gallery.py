@@ -292,6 +292,10 @@ class PartGallery(QWidget):
         self._set_status()
         worker.start(QThread.Priority.LowPriority)
 
+    def clear(self) -> None:
+        """Show nothing (another folder was opened, or none is): stops the current job."""
+        self.show_part(None, -1)
+
     def cancel(self) -> None:
         """Stop the current job (its remaining tiles are dropped)."""
         self._job += 1

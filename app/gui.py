@@ -54,7 +54,7 @@ def run_gui(folder: str | None = None, checkpoint: str | None = None, device: st
 def launch(folder: str | None = None, checkpoint: str | None = None, device: str | None = None,
            demo: bool = False, theme: str | None = None):
     """Create and show the main window with what the command line asked for (needs a QApplication)."""
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QApplication
 
     from .settings import AppSettings
     from .theme import apply_theme
@@ -72,14 +72,7 @@ def launch(folder: str | None = None, checkpoint: str | None = None, device: str
     window = MainWindow(settings)
     window.show()
     if demo:
-        try:
-            images, demo_checkpoint = prepare_demo()
-        except (MPAEError, OSError) as exc:
-            QMessageBox.critical(window, "Demo unavailable", str(exc))
-        else:
-            window.open_folder(images, load_project_checkpoint=False)
-            window.load_checkpoint(demo_checkpoint)
-            window.after_model_loaded(window.predict_all)
+        window.start_demo()
     else:
         if folder:
             window.open_folder(folder, load_project_checkpoint=checkpoint is None)

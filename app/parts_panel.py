@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QSize,
     Qt,
     Signal,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -333,15 +335,11 @@ class PartsPanel(QWidget):
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(26)
 
-        self.merge_button = self._tool_button("merge", "Merge", "Merge the selected parts into the first one "
-                                              "(the same label in every image)", self.merge_selected)
-        self.unmerge_button = self._tool_button("unmerge", "Un-merge", "Make the selected merged slots parts of "
-                                                "their own again", self.unmerge_selected)
-        self.background_button = self._tool_button("ignore", "As background", "Export the selected parts as background "
-                                                   "(0), or as their own labels again (Del or I)",
-                                                   self.toggle_background_selected)
-        self.gallery_button = self._tool_button("gallery", "Gallery", "Show crops of the selected part across the "
-                                                "folder", self._request_gallery)
+        self._build_actions()
+        self.merge_button = self._tool_button(self.act_merge)
+        self.unmerge_button = self._tool_button(self.act_unmerge)
+        self.background_button = self._tool_button(self.act_background)
+        self.gallery_button = self._tool_button(self.act_gallery)
         self.error_label = QLabel(self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c0392b;")
@@ -360,34 +358,75 @@ class PartsPanel(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.error_label)
 
-        self._add_shortcut("Export as background", [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_I)],
-                           self.toggle_background_selected)
-        self._add_shortcut("Rename", [QKeySequence(Qt.Key.Key_F2)], self.rename_current)
-
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(
+            lambda pos: self.context_menu(pos).exec(self.view.viewport().mapToGlobal(pos)))
         self.model.error.connect(self._show_error)
         self.model.tableChanged.connect(self._table_changed)
         self.model.hiddenChanged.connect(lambda _hidden: self._emit_visibility())
+        self.model.hiddenChanged.connect(lambda _hidden: self._update_buttons())
         self.model.modelReset.connect(self._update_buttons)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.selectionModel().currentChanged.connect(lambda *_: self._update_buttons())
         self.view.clicked.connect(self._clicked)
         self.view.doubleClicked.connect(self._double_clicked)
         self._update_buttons()
 
-    def _tool_button(self, name: str, text: str, tip: str, slot: Any) -> QToolButton:
+    def _build_actions(self) -> None:
+        """The panel's commands, shared by its buttons, its context menu, its shortcuts and the shortcuts list."""
+        a = self._panel_action
+        self.act_rename = a("Rename part", self.rename_current, "Rename the part in every image", ["F2"])
+        self.act_color = a("Change colour…", lambda: self._for_active(self.pick_color), "The part's colour "
+                           "(double-click the swatch too)", ["Ctrl+K"])
+        self.act_merge = a("Merge parts", self.merge_selected, "Merge the selected parts into the first one "
+                           "(the same label in every image)", ["Ctrl+M"], "merge", "Merge")
+        self.act_unmerge = a("Un-merge", self.unmerge_selected, "Make the selected merged slots parts of their own "
+                             "again", ["Ctrl+Shift+M"], "unmerge")
+        self.act_background = a("Export as background", self.toggle_background_selected, "Export the selected parts "
+                                "as background (0), or as their own labels again", ["Del", "I"], "ignore",
+                                "As background")
+        self.act_visibility = a("Hide part", self.toggle_hidden_selected, "Show or hide the selected parts' overlay",
+                                ["Ctrl+H"], "visible")
+        self.act_gallery = a("Show the part's gallery", self._request_gallery, "Show crops of the selected part "
+                             "across the folder", ["Ctrl+G"], "gallery", "Gallery")
+
+    def _panel_action(self, text: str, slot: Any, tip: str, keys: list[str], icon_name: str | None = None,
+                      icon_text: str | None = None) -> QAction:
+        action = QAction(text, self.view)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.setIconText(icon_text or text)
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        shortcuts = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        action.setToolTip(f"{tip} ({shortcuts})")
+        action.triggered.connect(lambda _checked=False: slot())
+        self.view.addAction(action)
+        return action
+
+    def _tool_button(self, action: QAction) -> QToolButton:
         button = QToolButton(self)
-        button.setIcon(icon(name))
-        button.setText(text)
-        button.setToolTip(tip)
+        button.setDefaultAction(action)
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        button.clicked.connect(slot)
         return button
 
-    def _add_shortcut(self, text: str, keys: list[QKeySequence], slot: Any) -> None:
-        action = QAction(text, self.view)
-        action.setShortcuts(keys)
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.triggered.connect(slot)
-        self.view.addAction(action)
+    def shortcut_actions(self) -> list[QAction]:
+        """The panel's commands (their shortcuts work while the part list has the focus)."""
+        return [self.act_rename, self.act_color, self.act_merge, self.act_unmerge, self.act_background,
+                self.act_visibility, self.act_gallery]
+
+    def context_menu(self, pos: QPoint) -> QMenu:
+        """The menu for a right-click at ``pos`` (viewport coordinates): a click outside the selection selects the
+        clicked part first, so the commands act on what the person pointed at."""
+        index = self.view.indexAt(pos)
+        slot = self.model.row_slot(index.row()) if index.isValid() else None
+        if slot is not None and slot not in self.selected_slots():
+            self.select_slot(slot)
+        menu = QMenu(self)
+        for action in (self.act_rename, self.act_color, None, self.act_merge, self.act_unmerge, None,
+                       self.act_background, self.act_visibility, self.act_gallery):
+            menu.addSeparator() if action is None else menu.addAction(action)
+        return menu
 
     # ----- public API ---------------------------------------------------------------------------------------------
     def set_project(self, project: AnnotationProject | None) -> None:
@@ -468,11 +507,19 @@ class PartsPanel(QWidget):
         parts = self.model.parts
         if parts is None:
             return
-        roots = sorted({parts.root(s) for s in self.selected_slots()})
+        roots = self._selected_roots()
         if not roots:
             return
         as_background = not all(parts.is_background(r) for r in roots)
         self._apply(lambda: [parts.set_as_background(r, as_background) for r in roots])
+
+    def toggle_hidden_selected(self) -> None:
+        """Hide the selected groups' overlay, or show them again when all are hidden."""
+        roots = self._selected_roots()
+        hide = not all(root in self.hidden_slots() for root in roots)
+        for root in roots:
+            self.model.set_hidden(root, hide)
+        self._update_buttons()
 
     def rename_current(self) -> None:
         """Start editing the current part's name in place (F2)."""
@@ -551,14 +598,32 @@ class PartsPanel(QWidget):
             self._active = active
             self.activeSlotChanged.emit(-1 if active is None else active)
 
+    def _selected_roots(self) -> list[int]:
+        parts = self.model.parts
+        return [] if parts is None else sorted({parts.root(s) for s in self.selected_slots()})
+
+    def _for_active(self, command: Any) -> None:
+        if self._active is not None:
+            command(self._active)
+
     def _update_buttons(self) -> None:
         parts = self.model.parts
         selected = self.selected_slots()
-        groups = set() if parts is None else {parts.root(s) for s in selected}
-        self.merge_button.setEnabled(len(groups) >= 2)
-        self.unmerge_button.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
-        self.background_button.setEnabled(bool(groups))
-        self.gallery_button.setEnabled(len(groups) == 1)
+        groups = self._selected_roots()
+        current = self.view.currentIndex().row()
+        self.act_rename.setEnabled(current >= 0 and not self.model.is_member_row(current))
+        self.act_color.setEnabled(len(groups) == 1)
+        self.act_merge.setEnabled(len(groups) >= 2)
+        self.act_unmerge.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
+        self.act_background.setEnabled(bool(groups))
+        all_background = bool(groups) and all(parts.is_background(g) for g in groups)
+        self.act_background.setText("Export as own labels again" if all_background else "Export as background")
+        self.act_background.setIconText("As background")
+        self.act_visibility.setEnabled(bool(groups))
+        all_hidden = bool(groups) and all(g in self.hidden_slots() for g in groups)
+        self.act_visibility.setText("Show part" if all_hidden else "Hide part")
+        self.act_visibility.setIcon(icon("visible" if all_hidden else "hidden"))
+        self.act_gallery.setEnabled(len(groups) == 1)
 
     def _clicked(self, index: QModelIndex) -> None:
         slot = self.model.row_slot(index.row())

@@ -14,7 +14,8 @@ import numpy as np
 from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QVBoxLayout, QWidget)
+                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from mpae_core.annotation import AnnotationProject, ImageStatus
 from mpae_core.annotation.project import find_project_dir
@@ -23,7 +24,7 @@ from mpae_core.images import ImageLoadError, load_image
 
 from . import dialogs
 from .canvas import ImageCanvas
-from .file_list import ICON_SIZE, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
+from .file_list import ICON_SIZE, SORT_KEYS, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
 from .gallery import PartGallery
 from .icons import icon
 from .model_session import ModelSession
@@ -31,8 +32,10 @@ from .overlay import OverlayStyle, pil_to_qimage
 from .parts_panel import PartsPanel
 from .settings import AppSettings, data_dir
 from .theme import apply_theme
+from .welcome import WelcomePanel
 from .workers import ModelLoadWorker, PredictionWorker
 from .window_editing import EditingMixin
+from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
 
@@ -42,7 +45,7 @@ AUTOSAVE_MS = 1500
 STATUS_REFRESH_MS = 2000
 
 
-class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
+class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
     imageShown = Signal(str)
@@ -88,7 +91,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z:.0%}"))
         self.canvas.edited.connect(self._on_edited)
-        self.setCentralWidget(self.canvas)
+        self.welcome = WelcomePanel(self)
+        self.central_stack = QStackedWidget(self)
+        self.central_stack.addWidget(self.welcome)
+        self.central_stack.addWidget(self.canvas)
+        self.setCentralWidget(self.central_stack)
 
         self.file_model = ImageListModel(self)
         self.file_filter = ImageFilterModel(self)
@@ -109,12 +116,26 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.status_filter.currentIndexChanged.connect(
             lambda _: self.file_filter.set_status(self.status_filter.currentData()))
         self.counts_label = QLabel()
+        self.sort_combo = QComboBox()
+        for key, text in SORT_KEYS.items():
+            self.sort_combo.addItem(text, key)
+        self.sort_combo.setToolTip("Order of the list: by name, least sure first (the images to review first), or "
+                                   "by status")
+        self.sort_combo.currentIndexChanged.connect(
+            lambda _: self.file_filter.set_sort_key(self.sort_combo.currentData()))
+        self.subfolders_button = QToolButton()  # its action (File ▸ Include subfolders) comes with the menus
+        self.subfolders_button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         files = QWidget()
         layout = QVBoxLayout(files)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
         row.addWidget(self.filter_edit, 1)
         row.addWidget(self.status_filter)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Sort"))
+        row.addWidget(self.sort_combo, 1)
+        row.addWidget(self.subfolders_button)
         layout.addLayout(row)
         layout.addWidget(self.file_view, 1)
         layout.addWidget(self.counts_label)
@@ -138,6 +159,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.gallery_dock.raise_()
         self.resizeDocks([self.files_dock, self.parts_dock], [300, 340], Qt.Horizontal)
         self.resizeDocks([self.gallery_dock], [260], Qt.Vertical)
+        self._install_first_hour()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -165,6 +187,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         """Open (or start) the project of an image folder; new images in the folder are added, and the checkpoint
         that predicted the project is loaded again unless a model is already loaded."""
         folder = Path(folder)
+        first_time = find_project_dir(folder) is None
         try:
             if find_project_dir(folder) is not None:
                 project = AnnotationProject.open(folder)
@@ -178,6 +201,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
             return False
         self.close_project()
         self.project = project
+        self._project_opened(first_time)
         self.settings.add_recent_folder(project.images_folder)
         self._save_settings()
         self.file_model.set_project(project)
@@ -190,7 +214,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         if len(project):
             self.show_image(project.relpaths()[0])
         else:
-            self.statusBar().showMessage(f"No images found in {folder}", 8000)
+            self.statusBar().showMessage(self._no_images_message(folder), 10000)
         if (load_project_checkpoint and not self.session.loaded and project.checkpoint is not None
                 and project.checkpoint.is_file()):
             self.load_checkpoint(project.checkpoint)
@@ -210,6 +234,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         self.canvas.set_annotation(None)
         self.canvas.set_image(None)
         self.problems.clear()
+        self._project_closed()
 
     def save_project(self) -> None:
         if self.project is None:
@@ -317,12 +342,15 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, QMainWindow):
         from .train_dialog import TrainDialog
 
         folder = self.project.images_folder if self.project is not None else None
-        dialog = TrainDialog(self, data_folder=folder, runs_dir=data_dir() / "runs", device=self.settings.device)
+        dialog = TrainDialog(self, data_folder=folder, runs_dir=data_dir() / "runs", device=self.settings.device,
+                             settings=self.settings)
         dialog.checkpointChosen.connect(self.load_checkpoint)
         dialog.exec()
+        self._save_settings()  # the weights files chosen in the dialog
 
     def show_shortcuts(self) -> None:
-        dialogs.ShortcutsDialog(self._actions, self).exec()
+        panels = {"parts list": self.parts_panel.shortcut_actions()}
+        dialogs.ShortcutsDialog(self._actions, self, sections=panels).exec()
 
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme

@@ -28,7 +28,8 @@ class EditingMixin:
             self.counts_label.clear()
             return
         counts = self.project.status_counts()
-        self.counts_label.setText(" · ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no images")
+        text = " · ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no images"
+        self.counts_label.setText(f"{text} · {self._subfolders_note()}")
         self.parts_panel.refresh()
 
     def _on_visibility_changed(self, hidden) -> None:
@@ -122,15 +123,17 @@ class EditingMixin:
             layer.clear()
             self._after_history_change(layer)
 
-    def toggle_reviewed(self) -> None:
-        if self.project is None or self.current is None:
+    def toggle_reviewed(self, _checked: bool = False, relpath: str | None = None) -> None:
+        """Mark the current image (or ``relpath``) reviewed, or not reviewed when it is."""
+        relpath = relpath or self.current
+        if self.project is None or relpath is None:
             return
-        record = self.project.record(self.current)
+        record = self.project.record(relpath)
         try:
-            self.project.mark_reviewed(self.current, record.status is not ImageStatus.REVIEWED)
+            self.project.mark_reviewed(relpath, record.status is not ImageStatus.REVIEWED)
         except ValueError as exc:
             self.statusBar().showMessage(str(exc), 5000)
-        self.file_model.refresh(self.current)
+        self.file_model.refresh(relpath)
         self._refresh_counts()
         self._schedule_save()
         self._update_actions()

@@ -38,6 +38,10 @@ class MenusMixin:
         self.act_open = a("&Open folder…", self.choose_folder, QKeySequence.Open, "open_folder", tip="Open a folder of images")
         self.act_load = a("&Load checkpoint…", self.choose_checkpoint, "Ctrl+L", "checkpoint",
                           tip="Load an MPAE checkpoint (.safetensors or the authors' .pth)")
+        self.act_subfolders = a("Include &subfolders", self.set_include_subfolders, None, "subfolders", checkable=True,
+                                tip="List the images in subfolders too (remembered per folder)")
+        self.act_subfolders.setChecked(self.settings.include_subfolders)
+        self.act_subfolders.setIconText("Subfolders")
         self.act_export = a("&Export…", self.show_export, "Ctrl+E", "export", tip="Export PNG masks and/or COCO")
         self.act_import = a("&Import…", self.show_import, "Ctrl+I", "import",
                             tip="Import annotations (COCO, PNG label maps, VOC, labelme, YOLO, CVAT) as your own layer")
@@ -87,6 +91,8 @@ class MenusMixin:
         file_menu.addAction(self.act_open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addAction(self.act_subfolders)
+        self.subfolders_button.setDefaultAction(self.act_subfolders)
         file_menu.addAction(self.act_load)
         file_menu.addSeparator()
         file_menu.addAction(self.act_import)

@@ -21,6 +21,7 @@ from mpae_core.errors import MPAEError
 from mpae_core.images import load_image
 from mpae_core.inference import Predictor
 
+from .dialogs import missing_weights_sentence
 from .model_session import LoadRequest, ModelSession
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ class ModelLoadWorker(QObject):
 
         try:
             predictor = ModelSession.build(self.request)
-        except BackboneWeightsError as exc:
-            self.failed.emit("backbone", str(exc), self.request)
+        except BackboneWeightsError as exc:  # worded for the app: its dialog, not command-line options
+            message = missing_weights_sentence(exc.missing) if exc.missing is not None else str(exc)
+            self.failed.emit("backbone", message, self.request)
         except CheckpointError as exc:
             self.failed.emit("checkpoint", str(exc), self.request)
         except (MPAEError, ValueError) as exc:

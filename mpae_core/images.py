@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MPAEError
+from .output_markers import is_output_folder
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,8 +218,9 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     """Image files in ``folder`` (by extension, any case), naturally sorted.
 
     Hidden files and folders (name starting with '.') are skipped, so a project's
-    ``.mpae/`` folder or macOS ``._x.jpg`` files are never listed.  Symlinked folders are
-    not followed when recursing (avoids cycles).
+    ``.mpae/`` folder or macOS ``._x.jpg`` files are never listed, and so are subfolders
+    that an export or a batch run wrote (:mod:`.output_markers`): masks are never photos.
+    Symlinked folders are not followed when recursing (avoids cycles).
     """
     root = Path(folder)
     if not root.exists():
@@ -232,7 +234,8 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
 
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = [d for d in dirnames if recursive and not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames
+                       if recursive and not d.startswith(".") and not is_output_folder(os.path.join(dirpath, d))]
         for name in filenames:
             full = Path(dirpath, name)
             if not name.startswith(".") and full.suffix.lower() in IMAGE_EXTENSIONS and full.is_file():

@@ -394,6 +394,26 @@ def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
     assert "3 images: 0 done, 3 skipped" in capsys.readouterr().out
 
 
+def test_a_rerun_over_fewer_images_removes_their_masks_and_keeps_other_files(checkpoint, tmp_path):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        _noise(rng, 20, 24 + i).save(images / f"im{i}.png")
+    out = tmp_path / "out"
+    args = ["batch", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0"]
+    assert main(args) == 0
+    (out / "README.txt").write_text("my notes")
+    (images / "im1.png").unlink()
+    assert main(args) == 0
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == ["im0.png", "im2.png"]
+    assert sorted(p.name for p in (out / ".mpae-batch").rglob("*.json")) == ["im0.png.json", "im2.png.json"]
+    report = report_of(out)
+    assert [e["status"] for e in report["images"]] == ["skipped", "skipped"]
+    assert_coco_matches_masks(out, report)
+    assert (out / "README.txt").read_text() == "my notes"
+
+
 def test_yolo_labelme_cvat_voc_and_coco_polygons_come_from_the_masks(checkpoint, tmp_path):
     """Derived formats: written at the end through the app's exporter from the PNG masks (written even without
     'png'), and rebuilt by a re-run that skips every image."""

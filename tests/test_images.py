@@ -381,6 +381,19 @@ def test_list_images_recursive_skips_hidden(tree):
     assert all(p.is_absolute() == tree.is_absolute() for p in list_images(tree))
 
 
+def test_list_images_skips_exports_and_batch_outputs_wherever_they_are(tree):
+    for rel in ["export/masks/img1.png", "export/.mpae-export.json", "sub/deep/labels/masks/a.png",
+                "sub/deep/labels/.mpae-export.json", "runs/out/masks/b.png", "sub/deep/c.jpg"]:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(b"x")
+    (tree / "runs" / "out" / ".mpae-batch").mkdir()
+    got = [p.relative_to(tree).as_posix() for p in list_images(tree, recursive=True)]
+    assert got == ["img1.jpg", "img2.PNG", "img10.png", "sub/a.jpeg", "sub/deep/c.jpg", "sub2/IMG3.TIF",
+                   "sub2/scan.Pgm"]
+    assert [p.name for p in list_images(tree / "export")] == []  # the folder itself, opened directly, is listed
+    assert [p.name for p in list_images(tree / "export" / "masks")] == ["img1.png"]
+
+
 def test_list_images_bad_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_images(tmp_path / "nowhere")

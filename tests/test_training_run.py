@@ -205,6 +205,19 @@ def test_a_stop_signal_to_the_whole_process_group_with_loader_workers_stops_clea
                  "--max-steps", "1", *FAST]) == 0
 
 
+def test_the_first_steps_are_logged_so_a_live_plot_starts_at_once(synthetic_root, tmp_path):
+    from training.trainer import should_log
+
+    assert [s for s in range(1, 61) if should_log(s, 20)] == [1, 2, 4, 8, 16, 20, 40, 60]
+    assert [s for s in range(1, 4) if should_log(s, 1)] == [1, 2, 3]
+    run = tmp_path / "run"
+    fast = [a if a != "1" or FAST[i - 1] != "--log-every" else "20" for i, a in enumerate(FAST)]
+    assert main(["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(run),
+                 "--max-steps", "5", "--eval-every", "0", *fast]) == 0
+    steps = [r["step"] for r in _metrics(run) if r["kind"] == "train"]
+    assert steps == [1, 2, 4, 5]  # with log_every 20 only step 5 (the last) was logged before
+
+
 # A dataset whose images all fail to load with an error the CLI does not expect, in the loader's worker processes
 # (forked, so they inherit the patch), as a malformed dataset entry would.
 WORKER_FAILURE = """

@@ -35,6 +35,11 @@ class FileState(str, Enum):
     MISSING = "missing"
 
 
+#: The index key of an image's confidence, the share of its clearly labelled pixels (``PartPrediction.confidence``).
+#: Indexes written before it hold the mean max-probability under "confidence", ~100 % for every image; that key is
+#: not read back, so those images show no confidence until they are predicted again.
+CONFIDENCE_KEY = "clear_share"
+
 #: (bytes, modification time in ns) of an image file: cheap to read, and any rewrite of the file changes it.
 FileStamp = tuple[int, int]
 
@@ -55,7 +60,7 @@ class ImageRecord:
     relpath: str
     error: str | None = None  # why the last prediction or load failed (kept beside any earlier work)
     size: tuple[int, int] | None = None  # (height, width), EXIF orientation applied
-    confidence: float | None = None
+    confidence: float | None = None  # share of clearly labelled pixels (CONFIDENCE_KEY), None when not known
     has_prediction: bool = False
     has_edits: bool = False
     reviewed: bool = False
@@ -87,7 +92,7 @@ class ImageRecord:
         if self.size is not None:
             data["size"] = list(self.size)
         if self.confidence is not None:
-            data["confidence"] = round(self.confidence, 6)
+            data[CONFIDENCE_KEY] = round(self.confidence, 6)
         data["prediction"] = self.has_prediction
         data["edits"] = self.has_edits
         if self.reviewed:
@@ -112,7 +117,7 @@ class ImageRecord:
             relpath=normalize_relpath(data["path"]),
             error=data.get("error"),
             size=None if size is None else (int(size[0]), int(size[1])),
-            confidence=None if data.get("confidence") is None else float(data["confidence"]),
+            confidence=None if data.get(CONFIDENCE_KEY) is None else float(data[CONFIDENCE_KEY]),
             has_prediction=bool(data.get("prediction", False)),
             has_edits=bool(data.get("edits", False)),
             reviewed=bool(data.get("reviewed", False)),

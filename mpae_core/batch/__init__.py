@@ -24,8 +24,10 @@ Re-runs: an image is skipped when ``OUT/report.json`` (written by the same check
 outputs are still there. The COCO RLE of every finished image is cached in ``OUT/.mpae-batch/<mask path>.json``,
 so the ``coco.json`` of a re-run still lists every finished image without redoing it; when a cache file is missing
 (e.g. the earlier run wrote PNGs only) the annotations are derived again from the PNG mask, which holds the same
-export indices. Images under OUT (when it lies inside IMAGES) or under any earlier batch output (a folder holding
-``.mpae-batch/``) are not listed.
+export indices. Images under OUT (when it lies inside IMAGES) or under any earlier batch output or export (a folder
+holding ``.mpae-batch/`` or ``.mpae-export.json``) are not listed. OUT's export list (``.mpae-export-files.jsonl``,
+:mod:`mpae_core.annotation.export_folder`) records what the runs wrote: after a complete run, an earlier run's
+masks and cached RLE of images that are no longer listed are deleted, so the masks match the smaller COCO file.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) rank r takes images r, r + N, … of the sorted list, one device each, writes
 ``coco.rank{r}.json`` and ``report.rank{r}.json``, and rank 0 merges them after a barrier.

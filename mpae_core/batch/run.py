@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..annotation.export import PngMaskWriter, unique_mask_relpaths, write_label_files
+from ..annotation.export_folder import ExportRecorder
 from ..annotation.parts import PartTable
 from ..checkpoint import load_checkpoint
 from ..inference import Predictor
@@ -172,6 +173,7 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
     shard = shard or Shard.from_env()
     items = collect_images(config.images, config.out, config.recursive)
     _check_out(config.out, create=False)  # created only once the model has loaded
+    recorder = ExportRecorder(config.out, tool="batch", source=config.images.resolve()) if shard.rank == 0 else None
     device = predictor.device if predictor is not None else _resolve_device(shard.device(config.device))
     joined = init_distributed(shard, device) if shard.distributed else False
     try:
@@ -181,6 +183,8 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
         model = predictor.model
         config = _resolve_placement(config, predictor.device)
         _check_out(config.out, create=True)
+        if recorder is not None:
+            recorder.begin()
         table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
         fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
                        and config.checkpoint.is_file() else None)
@@ -198,7 +202,16 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
             barrier(device)
             if shard.rank == 0:
                 report = merge_ranks(config, report, items, started, shard, finish=derived_writer(config, outputs))
+        if recorder is not None:
+            _record_outputs(recorder, outputs, items, report)
         return report
+    except BaseException:
+        if recorder is not None and recorder.began:
+            try:  # what was written so far joins OUT's export list, so a later run knows it; nothing is deleted
+                recorder.finish(complete=False, images=0)
+            except OSError as exc:
+                logger.warning("Could not record the unfinished run in %s: %s", config.out, exc)
+        raise
     finally:
         if joined:
             import torch.distributed as dist
@@ -250,3 +263,17 @@ def _write_rank_files(config: BatchConfig, outputs: Outputs, report: BatchReport
     if not shard.distributed:
         report.coco_path = write_derived(config, outputs, report.images).get("coco", report.coco_path)
     report.report_path = write_report(report_path, report_dict(config, report, model, fingerprint))
+
+
+def _record_outputs(recorder: ExportRecorder, outputs: Outputs, items: list[ImageItem], report: BatchReport) -> None:
+    """The files of OUT that this run wrote or still owns (every listed image's mask and cached RLE) go into its
+    export list; after a complete run, a batch run's earlier files for images no longer listed are deleted (an
+    app export that was there is never trimmed by a batch run)."""
+    keep = [path for item in items
+            for path in (outputs.out / outputs.mask_relpath(item.relpath), outputs.cache_path(item.relpath))]
+    earlier = recorder.previous_marker
+    removed = recorder.finish(complete=not report.cancelled, images=report.count(OK) + report.count(SKIPPED),
+                              keep=keep, remove_stale=earlier is None or earlier.tool == "batch")
+    if removed:
+        logger.info("Removed %d files of earlier runs for images that are no longer in %s", len(removed),
+                    outputs.out)
