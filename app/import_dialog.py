@@ -234,7 +234,7 @@ class ImportDialog(WorkerDialog):
         if self._read_only is not None:
             return f"This project is read-only here: {self._read_only}."
         if self._released and not self.is_running():
-            return "The import has run; close this window to see the project."
+            return "This import is done; choose File ▸ Import again for another one."
         if not self.source_edit.text().strip():
             return "Choose an annotation file or folder."
         if self.is_previewing():
