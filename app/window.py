@@ -369,6 +369,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         dialog = ExportDialog(self.project, self)
         dialog.exec()
 
+    def show_import(self) -> None:
+        from .import_dialog import show_import_dialog
+
+        show_import_dialog(self)
+
     def show_train(self) -> None:
         from .train_dialog import TrainDialog
 
@@ -419,6 +424,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.act_repredict_all.setEnabled(has_project and loaded and not busy)
         self.act_cancel.setEnabled(busy)
         self.act_export.setEnabled(has_project)
+        self.act_import.setEnabled(has_project and not busy)
         self.act_load.setEnabled(self._load_thread is None and not busy)
         layer = self._current_layer() if has_image else None
         self.act_undo.setEnabled(layer is not None and layer.can_undo)

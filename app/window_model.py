@@ -72,7 +72,7 @@ class ModelMixin:
         self._save_settings()
         self._refresh_device_status()
         parts = self.project.parts if self.project is not None else None
-        if parts is not None and parts.num_parts != self.session.num_parts:
+        if parts is not None and parts.num_parts and parts.num_parts != self.session.num_parts:  # 0: takes them
             QMessageBox.warning(
                 self, "Checkpoint does not fit this project",
                 f"'{request.checkpoint.name}' has {self.session.num_parts} part slots, but this project's part "
@@ -134,9 +134,9 @@ class ModelMixin:
         if self._predict_thread is not None:
             self.statusBar().showMessage("A prediction run is already going.", 5000)
             return
-        if self.project.parts is None:
+        if self.project.parts is None or not self.project.parts.num_parts:  # none yet, or imported labels only
             info = self.session.model.info
-            self.project.set_parts(PartTable.from_model_info(info.part_names, info.part_colors))
+            self.project.adopt_model("", PartTable.from_model_info(info.part_names, info.part_colors))
             self._on_parts_changed()
         self.project.set_checkpoint(self.session.checkpoint)
         items = [(r, self.project.image_path(r)) for r in relpaths]

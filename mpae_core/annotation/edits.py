@@ -156,6 +156,19 @@ class EditLayer:
         del composed
         return self._apply(box, lambda patch: np.copyto(patch, np.uint16(label), where=inside))
 
+    def set_all(self, labels: np.ndarray) -> int:
+        """Set every pixel to ``labels`` (label values, the image's size): an imported annotation, which is the
+        person's whole answer for the image. One undo step; returns the pixels changed."""
+        labels = np.asarray(labels)
+        if labels.shape != self.size:
+            raise ValueError(f"The labels are {labels.shape[1]}×{labels.shape[0]} but the image is "
+                             f"{self.size[1]}×{self.size[0]}.")
+        if labels.dtype.kind not in "ui" or int(labels.min(initial=0)) < 0 or int(labels.max(initial=0)) > UNSET:
+            raise ValueError(f"Labels must be integer label values 0..{UNSET}, got {labels.dtype}.")
+        self._check_values(labels)
+        return self._apply((slice(0, self.size[0]), slice(0, self.size[1])),
+                           lambda patch: np.copyto(patch, labels, casting="unsafe"))
+
     def clear(self) -> int:
         """Remove every edit (one undo step)."""
         if not self._edited:
