@@ -6,6 +6,7 @@ import platform
 from pathlib import Path
 from typing import Iterable
 
+from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
@@ -152,3 +153,64 @@ def button_row(left: Iterable[QWidget], right: Iterable[QWidget]) -> QHBoxLayout
     for widget in right:
         row.addWidget(widget)
     return row
+
+
+class WorkerDialog(QDialog):
+    """A dialog that runs one cancellable worker thread at a time (export, import).
+
+    Cancel (and closing the window) cancels a running worker instead of closing, and ``ended`` says how the run went
+    once its thread has finished. Subclasses set ``self._worker`` when they start one, connect its ``finished`` to
+    :meth:`_on_thread_done`, and provide ``cancel_button``, ``message_label``, ``_update_state`` and ``cancel_task``.
+    """
+
+    ended = Signal(str)  # "done", "cancelled" or "failed", once the worker thread has finished
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._worker: QThread | None = None
+        self._outcome = ""
+        self._close_when_done = False
+
+    def is_running(self) -> bool:
+        return self._worker is not None and self._worker.isRunning()
+
+    def cancel_task(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must say how its worker is cancelled")
+
+    def _set_message(self, text: str, *, error: bool = False) -> None:
+        self.message_label.setText(text)
+        self.message_label.setStyleSheet("color: #d83b3b;" if error else "")
+
+    def _on_failed(self, message: str) -> None:
+        self._outcome = "failed"
+        self._set_message(message, error=True)
+
+    def _on_thread_done(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.deleteLater()
+        self.cancel_button.setEnabled(True)
+        self._update_state()
+        self._after_thread()
+        self.ended.emit(self._outcome or "failed")
+        if self._close_when_done:
+            super().reject()
+
+    def _after_thread(self) -> None:
+        """What a subclass does once its worker thread has finished, before ``ended``."""
+
+    def reject(self) -> None:
+        """Cancel button: cancels a running worker (the dialog stays to say so); otherwise closes."""
+        if self.is_running():
+            self.cancel_task()
+            return
+        super().reject()
+
+    def closeEvent(self, event) -> None:
+        """Closing the window mid-run cancels it and closes once the worker has stopped."""
+        if self.is_running():
+            self._close_when_done = True
+            self.cancel_task()
+            event.ignore()
+            return
+        super().closeEvent(event)

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
-    QDialog,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -45,7 +44,7 @@ from mpae_core.annotation.export_folder import (ExportRecorder, FolderCheck, Fol
 from mpae_core.annotation.project import EXPORTABLE
 from mpae_core.errors import MPAEError
 
-from .dialogs import button_row, dismiss_button
+from .dialogs import WorkerDialog, button_row, dismiss_button
 from .icons import icon
 
 logger = logging.getLogger(__name__)
@@ -142,11 +141,10 @@ class ExportWorker(QThread):
         return result
 
 
-class ExportDialog(QDialog):
+class ExportDialog(WorkerDialog):
     """Choose formats, folder and images; export with progress and Cancel; ``exported(result)`` when done."""
 
     exported = Signal(object)
-    ended = Signal(str)  # "done", "cancelled" or "failed", once the worker thread has finished
 
     def __init__(self, project: AnnotationProject, parent: QWidget | None = None, *,
                  default_out_dir: str | os.PathLike | None = None) -> None:
@@ -155,11 +153,8 @@ class ExportDialog(QDialog):
         self.setWindowIcon(icon("export"))
         self.setMinimumWidth(560)
         self._project = project
-        self._worker: ExportWorker | None = None
         self._result: ExportResult | None = None
         self._total = 0
-        self._close_when_done = False
-        self._outcome = ""
 
         self.png_check = QCheckBox("PNG masks (masks/*.png, labels.txt, labels.json)")
         self.png_check.setChecked(True)
@@ -271,9 +266,6 @@ class ExportDialog(QDialog):
     def reviewed_only(self) -> bool:
         return self.reviewed_radio.isChecked()
 
-    def is_running(self) -> bool:
-        return self._worker is not None and self._worker.isRunning()
-
     def result(self) -> ExportResult | None:  # type: ignore[override]
         """What the last export wrote, or None if none finished (this replaces QDialog's int result code)."""
         return self._result
@@ -302,10 +294,6 @@ class ExportDialog(QDialog):
         self.cancel_button.setText("Cancel" if running else "Close")
         self.hint_label.setText("" if running else problem or "")
         self.hint_label.setVisible(bool(problem) and not running)
-
-    def _set_message(self, text: str, *, error: bool = False) -> None:
-        self.message_label.setText(text)
-        self.message_label.setStyleSheet("color: #d83b3b;" if error else "")
 
     def _browse(self) -> bool:
         """Let the person pick the output folder; True when they did."""
@@ -436,24 +424,10 @@ class ExportDialog(QDialog):
         self.open_button.show()
         self.exported.emit(result)
 
-    def _on_failed(self, message: str) -> None:
-        self._outcome = "failed"
-        self._set_message(message, error=True)
-
     def _on_cancelled(self) -> None:
         self._outcome = "cancelled"
         self._set_message("Export cancelled: per-image files written so far stay; no COCO, CVAT or list file was "
                           "written.")
-
-    def _on_thread_done(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.deleteLater()
-        self.cancel_button.setEnabled(True)
-        self._update_state()
-        self.ended.emit(self._outcome or "failed")
-        if self._close_when_done:
-            super().reject()
 
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until the running export ends (tests, closing); True if nothing is running any more."""
@@ -463,18 +437,4 @@ class ExportDialog(QDialog):
     def open_folder(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._result.out_dir if self._result else self.out_dir())))
 
-    def reject(self) -> None:
-        """Cancel button: cancels a running export (the dialog stays to say so); otherwise closes."""
-        if self.is_running():
-            self.cancel_export()
-            return
-        super().reject()
-
-    def closeEvent(self, event) -> None:
-        """Closing the window mid-export cancels it and closes once the worker has stopped."""
-        if self.is_running():
-            self._close_when_done = True
-            self.cancel_export()
-            event.ignore()
-            return
-        super().closeEvent(event)
+    cancel_task = cancel_export

@@ -25,6 +25,7 @@ GLYPHS = {
     "predict_all": "mdi6.fast-forward-outline",
     "cancel": "mdi6.stop-circle-outline",
     "export": "mdi6.export",
+    "import": "mdi6.import",
     "train": "mdi6.school-outline",
     "pan": "mdi6.hand-back-right-outline",
     "brush": "mdi6.brush",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
@@ -19,19 +18,22 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog
 
 from mpae_core.annotation import AnnotationProject, FileState, ImageRecord, ImageStatus
 from mpae_core.annotation.project import find_project_dir
+from mpae_core.annotation.edits import EditLayer
 from mpae_core.errors import MPAEError
-from mpae_core.images import ImageLoadError, load_image
+from mpae_core.inference import PartPrediction
 
 from . import dialogs
 from .autosave import ProjectSaver
 from .canvas import ImageCanvas
+from .display import ImageDisplay
 from .file_list import ICON_SIZE, SORT_KEYS, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
 from .gallery import PartGallery
 from .icons import icon
 from .model_session import ModelSession
-from .overlay import OverlayStyle, pil_to_qimage
+from .overlay import OverlayStyle
 from .parts_panel import PartsPanel
 from .settings import AppSettings, data_dir
+from .space_pan import SpacePanFilter
 from .theme import apply_theme
 from .welcome import WelcomePanel
 from .workers import FileChecker, ModelLoadWorker, PredictionWorker
@@ -42,13 +44,15 @@ from .window_model import ModelMixin
 
 logger = logging.getLogger(__name__)
 
+FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
 
 class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
-    imageShown = Signal(str)
+    imageShown = Signal(str)  # the image became the current one (its pixels follow: displayReady)
+    displayReady = Signal(str)  # the current image is on screen at full resolution
     modelLoaded = Signal(str)  # checkpoint path
     modelFailed = Signal(str)  # message
     predictionFinished = Signal(object)  # PredictionSummary
@@ -61,13 +65,13 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.project: AnnotationProject | None = None
         self.session = ModelSession()
         self.current: str | None = None
-        self._prediction_labels: np.ndarray | None = None
-        self._confidence: np.ndarray | None = None
+        self._layer: EditLayer | None = None  # the current image's edit layer (when it has a prediction)
         self._load_thread: QThread | None = None
         self._load_worker: ModelLoadWorker | None = None
         self._predict_thread: QThread | None = None
         self._predict_worker: PredictionWorker | None = None
         self._after_load: list = []
+        self._title_folder: Path | None = None  # what the title names: the image folder, or a batch run's OUT
         self._model_refusal: str | None = None  # why the loaded model may not predict into this project
         self._run_fingerprint: str | None = None  # the model of the prediction run in progress
         self._actions: list[QAction] = []
@@ -103,6 +107,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.central_stack.addWidget(self.welcome)
         self.central_stack.addWidget(self.canvas)
         self.setCentralWidget(self.central_stack)
+        self.display = ImageDisplay(self.canvas, self)
+        self.display.ready.connect(self.displayReady)
+        self.display.photoFailed.connect(self._on_photo_failed)
+        self.display.failed.connect(lambda message: self.statusBar().showMessage(message, 10000))
+        self._space_pan = SpacePanFilter(self, self.canvas)
 
         self.file_model = ImageListModel(self)
         self.file_filter = ImageFilterModel(self)
@@ -114,22 +123,22 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.file_view.setItemDelegate(ImageRowDelegate(self.file_view))
         self.file_view.setSelectionMode(QListView.SingleSelection)
         self.file_view.selectionModel().currentChanged.connect(self._on_list_current)
+        self.file_filter.rowsRemoved.connect(self._after_rows_removed)
         self.filter_edit = QLineEdit(placeholderText="Filter by name…", clearButtonEnabled=True)
-        self.filter_edit.textChanged.connect(self.file_filter.setFilterFixedString)
+        self._filter_timer = QTimer(self, singleShot=True, interval=FILTER_DELAY_MS, timeout=self._apply_filter)
+        self.filter_edit.textChanged.connect(self._filter_timer.start)  # one refilter after typing pauses
         self.status_filter = QComboBox()
         self.status_filter.addItem("All images", None)
         for status in ImageStatus:
             self.status_filter.addItem(status.value.capitalize(), status.value)
-        self.status_filter.currentIndexChanged.connect(
-            lambda _: self.file_filter.set_status(self.status_filter.currentData()))
+        self.status_filter.currentIndexChanged.connect(self._apply_filter)
         self.counts_label = QLabel()
         self.sort_combo = QComboBox()
         for key, text in SORT_KEYS.items():
             self.sort_combo.addItem(text, key)
         self.sort_combo.setToolTip("Order of the list: by name, least sure first (the images to review first), or "
                                    "by status")
-        self.sort_combo.currentIndexChanged.connect(
-            lambda _: self.file_filter.set_sort_key(self.sort_combo.currentData()))
+        self.sort_combo.currentIndexChanged.connect(self._apply_filter)
         self.subfolders_button = QToolButton()  # its action (File ▸ Include subfolders) comes with the menus
         self.subfolders_button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         files = QWidget()
@@ -229,7 +238,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.close_project()
         self.project = project
         self._project_opened(first_time)
-        self.settings.add_recent_folder(project.images_folder)
+        # the folder that opens this project again: its image folder, or the folder chosen when its images live
+        # elsewhere (a batch run's OUT)
+        own = find_project_dir(project.images_folder) == project.project_dir
+        where = project.images_folder if own else folder
+        self.settings.add_recent_folder(where)
         self._save_settings()
         self.file_model.set_project(project)
         self.parts_panel.set_project(project)
@@ -237,6 +250,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self._fill_paint_labels()
         self._refresh_problems()
         self._refresh_counts()
+        self._title_folder = where
         self._show_read_only_state()
         self._check_files_in_background()
         if len(project):
@@ -258,7 +272,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
 
     def _show_read_only_state(self) -> None:
         read_only = None if self.project is None else self.project.read_only
-        title = "MPAE Annotator" if self.project is None else f"MPAE Annotator — {self.project.images_folder}"
+        title = "MPAE Annotator" if self.project is None else f"MPAE Annotator — {self._title_folder}"
         self.setWindowTitle(title + (" (read-only)" if read_only else ""))
         self.read_only_label.setText(f"Read-only: {read_only}." if read_only else "")
         self.read_only_label.setToolTip("Predicting, painting, reviewing and part changes are off while another "
@@ -266,19 +280,20 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.read_only_banner.setVisible(read_only is not None)
 
     def close_project(self) -> None:
-        """Save everything, give the project's write lock back and clear the views."""
+        """Save and give the project's write lock back at once (another window or a batch run may then write it),
+        not whenever the old project object happens to be collected."""
         if self.project is None:
             return
         self.cancel_prediction(wait=True)
-        project = self.project
         self.save_project()
+        project, self.project = self.project, None
         try:
-            project.close()
+            project.close()  # the lock goes back even when this save fails (save_project has said why)
         except (MPAEError, OSError) as exc:
-            self.statusBar().showMessage(f"Could not save the project: {exc}", 10000)
-            logger.error("Closing %s failed: %s", project.project_dir, exc)
-        self.project = None
+            logger.error("Could not save %s on closing it: %s", project.project_dir, exc)
         self.current = None
+        self._layer = None
+        self.display.clear()
         self.file_model.set_project(None)
         self.parts_panel.set_project(None)
         self.canvas.set_edit_target(None, None)
@@ -329,58 +344,74 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
 
     # ================================================================================================ images
     def show_image(self, relpath: str) -> None:
-        """Show an image with its prediction and edits; editing goes straight to its edit layer."""
+        """Make an image the current one; editing goes straight to its edit layer. Returns at once: a screen-sized
+        preview follows within a blink and the full resolution after it (``displayReady``, ``wait_for_display``)."""
         if self.project is None or relpath not in self.project:
             return
         self._check_shown_file(relpath)
         self.current = relpath
         self._select_in_list(relpath)
-        record = self.project.record(relpath)
-        try:
-            image = load_image(self.project.image_path(relpath))
-            self.canvas.set_image(pil_to_qimage(image))
-        except ImageLoadError as exc:
-            self.canvas.set_image(None)
-            self.statusBar().showMessage(str(exc), 10000)
-            if record.status is not ImageStatus.ERROR:
-                self.project.set_error(relpath, str(exc))
-                self.file_model.refresh(relpath)
-                self._refresh_problems()
-        self._show_annotation()
-        self.canvas.zoom_fit()
+        prediction, self._layer = self._annotation_of(relpath)
+        self.display.show(relpath, self.project.image_path(relpath), prediction, self._layer)
         self._update_actions()
         self.imageShown.emit(relpath)
 
     def _show_annotation(self) -> None:
-        """(Re)compose the current image's labels from its prediction and edits."""
-        self._prediction_labels = self._confidence = None
-        layer = None
-        if self.project is not None and self.current is not None:
-            try:
-                prediction = self.project.prediction(self.current)
-                if prediction is not None:
-                    self._prediction_labels = prediction.label_map()
-                    self._confidence = prediction.confidence_map()
-                    layer = self.project.edits(self.current)
-            except MPAEError as exc:
-                self.statusBar().showMessage(str(exc), 10000)
-        self.canvas.set_edit_target(layer, self._prediction_labels)
-        if layer is not None:
-            self.canvas.set_annotation(layer.composed(self._prediction_labels), self._confidence)
-        else:
-            self.canvas.set_annotation(None)
+        """(Re)compose the current image's labels from its prediction and edits, in the background."""
+        if self.project is None or self.current is None:
+            return
+        prediction, self._layer = self._annotation_of(self.current)
+        self.display.show_labels(prediction, self._layer)
+
+    def _annotation_of(self, relpath: str) -> tuple[PartPrediction | None, EditLayer | None]:
+        """An image's stored prediction and, with one, its edit layer (small reads: logits and the layer's file)."""
+        try:
+            prediction = self.project.prediction(relpath)  # type: ignore[union-attr]
+            if prediction is not None:
+                return prediction, self.project.edits(relpath)  # type: ignore[union-attr]
+        except MPAEError as exc:
+            self.statusBar().showMessage(str(exc), 10000)
+        return None, None
+
+    def _on_photo_failed(self, relpath: str, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        if self.project is None or relpath not in self.project:
+            return
+        if self.project.record(relpath).status is not ImageStatus.ERROR:
+            self.project.set_error(relpath, message)
+            self.file_model.refresh(relpath)
+            self._refresh_problems()
+
+    def wait_for_display(self, timeout_ms: int = 30_000) -> bool:
+        """Process events until the current image is on screen at full resolution (tests, benchmarks)."""
+        return self.display.wait(timeout_ms)
 
     def _select_in_list(self, relpath: str) -> None:
-        row = self.file_model.row_of(relpath)
-        if row < 0:
-            return
-        index = self.file_filter.mapFromSource(self.file_model.index(row))
+        index = self.file_filter.index_of(relpath)
         if index.isValid() and index != self.file_view.currentIndex():
             with QSignalBlocker(self.file_view.selectionModel()):
                 self.file_view.setCurrentIndex(index)
             self.file_view.scrollTo(index)
 
+    def _apply_filter(self) -> None:
+        """Refilter the list by name and status; nothing is opened: the current image stays selected if it still
+        matches (typing "img_1" must not show every intermediate match on the way)."""
+        with QSignalBlocker(self.file_view.selectionModel()):
+            self.file_filter.set_sort_key(self.sort_combo.currentData())
+            self.file_filter.set_filter(self.filter_edit.text(), self.status_filter.currentData())
+        if self.current is not None:
+            self._select_in_list(self.current)
+
+    def _after_rows_removed(self) -> None:
+        """A row left the filtered list by itself (its status changed): the current image stays what it is."""
+        index = self.file_filter.index_of(self.current) if self.current is not None else QModelIndex()
+        if index != self.file_view.currentIndex():
+            with QSignalBlocker(self.file_view.selectionModel()):
+                self.file_view.setCurrentIndex(index)
+
     def _on_list_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self.file_filter.restructuring:  # the list changed under the selection: nobody picked an image
+            return
         if current.isValid():
             relpath = current.data(RelpathRole)
             if relpath != self.current:
@@ -412,6 +443,11 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.save_project()
         dialog = ExportDialog(self.project, self)
         dialog.exec()
+
+    def show_import(self) -> None:
+        from .import_dialog import show_import_dialog
+
+        show_import_dialog(self)
 
     def show_train(self) -> None:
         from .train_dialog import TrainDialog
@@ -491,6 +527,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self._explain_prediction_refusal()
         self.act_cancel.setEnabled(busy)
         self.act_export.setEnabled(has_project)
+        self.act_import.setEnabled(writable and not busy)
         self.act_load.setEnabled(self._load_thread is None and not busy)
         self._enable_editing(writable or not has_project)
         layer = self._current_layer() if has_image and writable else None
@@ -514,6 +551,8 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.cancel_prediction(wait=True)
+        self.display.shutdown()
+        self.canvas.shutdown()
         if self._load_thread is not None:
             self._load_thread.wait()
         self.close_project()  # saves synchronously and releases the write lock

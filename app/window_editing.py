@@ -18,8 +18,7 @@ class EditingMixin:
     # ================================================================================================ parts and view
     def _on_parts_changed(self) -> None:
         parts = self.project.parts if self.project is not None else None
-        self.canvas.set_parts(parts)
-        self.canvas.refresh_overlay()
+        self.canvas.set_parts(parts)  # re-renders the overlay (a large one in the background)
         self._fill_paint_labels()
         self._schedule_save()
 
@@ -93,9 +92,10 @@ class EditingMixin:
 
     # ================================================================================================ editing
     def _current_layer(self):
-        if self.project is None or self.current is None or self._prediction_labels is None:
+        """The current image's edit layer (None without a prediction: there is nothing to edit yet)."""
+        if self.project is None or self.current is None:
             return None
-        return self.project.edits(self.current)
+        return self._layer
 
     def _on_edited(self) -> None:
         if self.current is not None:
@@ -123,7 +123,7 @@ class EditingMixin:
             self._after_history_change(layer)
 
     def _after_history_change(self, layer) -> None:
-        self.canvas.set_annotation(layer.composed(self._prediction_labels), self._confidence)
+        self.canvas.recompose(layer.changed_box)  # only the box the step touched
         self._on_edited()
 
     def clear_edits(self) -> None:

@@ -43,6 +43,8 @@ class MenusMixin:
         self.act_subfolders.setChecked(self.settings.include_subfolders)
         self.act_subfolders.setIconText("Subfolders")
         self.act_export = a("&Export…", self.show_export, "Ctrl+E", "export", tip="Export PNG masks and/or COCO")
+        self.act_import = a("&Import…", self.show_import, "Ctrl+I", "import",
+                            tip="Import annotations (COCO, PNG label maps, VOC, labelme, YOLO, CVAT) as your own layer")
         self.act_quit = a("&Quit", self.close, QKeySequence.Quit)
         self.act_predict = a("&Predict image", self.predict_current, "Ctrl+P", "predict", tip="Predict the current image")
         self.act_predict_all = a("Predict &all", lambda: self.predict_all(), "Ctrl+Shift+P", "predict_all",
@@ -94,6 +96,7 @@ class MenusMixin:
         self.subfolders_button.setDefaultAction(self.act_subfolders)
         file_menu.addAction(self.act_load)
         file_menu.addSeparator()
+        file_menu.addAction(self.act_import)
         file_menu.addAction(self.act_export)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)

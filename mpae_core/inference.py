@@ -202,7 +202,8 @@ def _row_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, (src - lo).astype(np.float32)
 
 
-def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: np.ndarray | None = None) -> np.ndarray:
+def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: np.ndarray | None = None, *,
+                 rows: slice | None = None) -> np.ndarray:
     """[H, W] label values of bilinearly upsampled logits: the same labels as taking the argmax of
     the full bilinear upsampling (``_labels_and_confidence``), 10-20x faster on the CPU, which is what lets the
     batch encoders keep up with the model.
@@ -212,7 +213,8 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: 
     pixels between rows that disagree (a part boundary, typically 10-20 % of the image) need all Q channels. The
     labels equal the full computation's except where two channels tie to float rounding (tests check this).
     Working memory stays under BAND_BYTES however large the image. ``lut`` (channel → value, :func:`channel_lut`)
-    replaces the default label values, e.g. by export indices, at no extra cost.
+    replaces the default label values, e.g. by export indices, at no extra cost. ``rows`` computes only those rows of
+    the [H, W] map (a band: the app builds a large map in steps it can abandon).
     """
     height, width = size
     values = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else logits.astype(np.float32)
@@ -221,6 +223,8 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: 
     cols = values @ _column_matrix(width, w)  # [Q, h, W]
     grid = cols.argmax(axis=0)  # [h, W] channel that wins on each upsampled row
     lo, frac = _row_taps(height, h)
+    if rows is not None:
+        lo, frac = lo[rows], frac[rows]
     labels = lut[grid][lo]  # right wherever the two rows around a pixel agree (or it lies on a row)
     between = (frac > 0) & (lo < h - 1)
     for i in np.unique(lo[between]):
@@ -237,6 +241,37 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: 
             blend += a[None]  # [rows, n, Q], in place: this loop is most of the function's time
             labels[np.ix_(rows, mixed)] = lut[blend.argmax(axis=-1)]
     return labels
+
+
+def confidence_grid(logits: torch.Tensor | np.ndarray, size: tuple[int, int], rows: np.ndarray | None = None,
+                    cols: np.ndarray | None = None) -> np.ndarray:
+    """[len(rows), len(cols)] float32 max-probability of the [H, W] map at only those pixel rows and columns (all by
+    default): a hovered pixel, a painted box or a band of rows costs what it shows, not the whole image.
+
+    Equal to ``confidence_map(size)[np.ix_(rows, cols)]`` up to float rounding: the logits are upsampled along x by
+    the same bilinear weights, then each wanted row blends its two source rows (the only non-zero taps).
+    """
+    height, width = size
+    values = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else logits.astype(np.float32)
+    q, h, w = values.shape
+    rows = np.arange(height) if rows is None else np.asarray(rows, dtype=np.intp)
+    cols = np.arange(width) if cols is None else np.asarray(cols, dtype=np.intp)
+    sampled = values @ _column_matrix(width, w)[:, cols]  # [Q, h, n]
+    lo, frac = _row_taps(height, h)
+    lo, frac = lo[rows], frac[rows]
+    hi = np.minimum(lo + 1, h - 1)
+    out = np.empty((rows.size, cols.size), dtype=np.float32)
+    step = max(1, BAND_BYTES // (4 * q * max(cols.size, 1)))
+    for first in range(0, rows.size, step):
+        band = slice(first, first + step)
+        near = sampled[:, lo[band]]  # [Q, r, n]
+        blend = sampled[:, hi[band]] - near
+        blend *= frac[band][None, :, None]
+        blend += near
+        blend -= blend.max(axis=0, keepdims=True)
+        np.exp(blend, out=blend)
+        out[band] = 1.0 / blend.sum(axis=0)  # max softmax probability = 1 / sum_q exp(l_q - l_max)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -318,6 +353,15 @@ class Predictor:
         """One map per image at its own (H, W), through ``lut`` (channel → value), computed on the device; rows of
         ``batch`` past ``len(sizes)`` (padding) are ignored."""
         return device_label_maps(self._device_logits(batch)[: len(sizes)], sizes, lut)
+
+    @torch.inference_mode()
+    def logits_and_maps(self, batch: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                        lut: np.ndarray) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """``maps_at_sizes`` plus the [n, Q, h, w] fp32 logits on the CPU, from one model call (the batch keeps
+        both: the maps for its masks, the logits for its project)."""
+        logits = self._device_logits(batch)[: len(sizes)]
+        maps = device_label_maps(logits, sizes, lut)
+        return logits.float().cpu(), maps
 
     @torch.inference_mode()
     def label_maps(self, batch: torch.Tensor, output_size: tuple[int, int]) -> np.ndarray:

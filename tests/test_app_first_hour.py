@@ -258,7 +258,7 @@ def test_image_list_context_menu(qtbot, window, predicted_folder):
 def test_canvas_context_menu_offers_tools_and_the_label_under_the_cursor(qtbot, window, predicted_folder):
     assert window.open_folder(predicted_folder)
     window.show_image("img_01.png")
-    qtbot.wait(20)
+    assert window.wait_for_display()  # the labels arrive from a worker
     labels = window.canvas.labels()
     y, x = np.argwhere(labels == 3)[0]  # a pixel of part_03
     pos = window.canvas.mapFromScene(float(x) + 0.5, float(y) + 0.5)

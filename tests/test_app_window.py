@@ -104,6 +104,7 @@ def test_full_flow_open_predict_rename_merge_paint_export_reopen(qtbot, window, 
     assert project.parts.display_color(2) == project.parts.display_color(1)
     assert window.paint_label.findText("part_03") < 0  # a merged slot is painted as its root
     window.show_image("photo_00.jpg")
+    assert window.wait_for_display()  # the picture and labels arrive from workers
     labels = window.canvas.labels()
     assert labels is not None and labels.shape == (90, 120)
 
@@ -153,6 +154,7 @@ def test_full_flow_open_predict_rename_merge_paint_export_reopen(qtbot, window, 
     ARTIFACTS.mkdir(exist_ok=True)
     window.set_tool("pan")
     window.show_image("photo_01.jpg")
+    assert window.wait_for_display()
     qtbot.wait(100)
     window.file_model.wait_for_thumbnails()
     qtbot.wait(100)
@@ -267,10 +269,12 @@ def test_demo_opens_a_copy_loads_the_demo_checkpoint_and_predicts_every_image(qt
     assert win.project.images_folder == tmp_path / "data" / "demo" / "images"  # a copy: the repo stays clean
     assert not (DEMO_DIR / "images" / ".mpae").exists()
     assert win.session.checkpoint.name == "demo.safetensors"
+    assert win.wait_for_display()
     assert win.canvas.labels() is not None
     qtbot.waitUntil(lambda: not win.predicting, timeout=10_000)
     win.resize(1280, 800)
     win.show_image(win.project.relpaths()[3])
+    assert win.wait_for_display()
     win.file_model.wait_for_thumbnails()
     qtbot.wait(200)
     win.parts_panel.select_slot(0)

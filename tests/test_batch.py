@@ -19,11 +19,12 @@ from pycocotools.coco import COCO
 
 from app.main import main
 from conftest import tiny_model
+from mpae_core.annotation import AnnotationProject, ImageStatus
 from mpae_core.annotation.export import coco_annotations_for
 from mpae_core.annotation.parts import PartTable
 from mpae_core.batch import BatchConfig, run_batch
 from mpae_core.inference import _labels_and_confidence, label_map_at
-from mpae_core.checkpoint import save_checkpoint
+from mpae_core.checkpoint import load_checkpoint, model_fingerprint, save_checkpoint
 from mpae_core.images import load_image
 from mpae_core.inference import PartPrediction, Predictor
 
@@ -429,7 +430,7 @@ def test_yolo_labelme_cvat_voc_and_coco_polygons_come_from_the_masks(checkpoint,
     assert_coco_matches_masks(out, report)
     coco = json.loads((out / "coco.json").read_text(encoding="utf-8"))
     assert all(isinstance(a["segmentation"], list) for a in coco["annotations"])
-    assert not list((out / ".mpae-batch").glob("*.json"))  # no RLE caches for a polygon COCO
+    assert not list((out / ".mpae-batch").rglob("*.png.json"))  # no RLE caches (<mask>.json) for a polygon COCO
     assert sorted(p.name for p in (out / "yolo" / "labels").iterdir()) == ["im0.txt", "im1.txt", "im2.txt"]
     assert (out / "yolo" / "images" / "im1.png").read_bytes() == (images / "im1.png").read_bytes()
     assert (out / "yolo" / "data.yaml").is_file()
@@ -585,3 +586,15 @@ def test_two_cpu_ranks_match_one_process(first_run, folder, checkpoint, tmp_path
             assert entry["mask"] == expected[entry["file"]]["mask"]
             np.testing.assert_array_equal(mask_of(out, entry), mask_of(single, expected[entry["file"]]))
     assert {e["file"] for e in report["images"] if e["status"] == "ok"} == set(good)
+    # one project: each rank wrote its images' predictions, rank 0 recorded them all and removed the hand-ins
+    project = AnnotationProject.open(out, write=False)
+    assert not list((out / ".mpae-batch").glob("project.rank*"))
+    fingerprint = model_fingerprint(load_checkpoint(checkpoint))
+    assert project.model_family == [fingerprint] and set(project.relpaths()) == set(good) | set(BROKEN)
+    for entry in report["images"]:
+        record = project.record(entry["file"])
+        if entry["status"] == "error":
+            assert record.status is ImageStatus.ERROR and record.error == entry["error"]
+            continue
+        assert record.status is ImageStatus.PREDICTED and record.model == fingerprint
+        np.testing.assert_array_equal(project.parts.to_export(project.label_map(entry["file"])), mask_of(out, entry))

@@ -145,3 +145,22 @@ def test_exported_files_have_normal_permissions(tmp_path):
         os.umask(old)
     modes = {name: (tmp_path / "labels" / name).stat().st_mode & 0o777 for name in _files(tmp_path / "labels")}
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_an_annotation_project_in_the_export_folder_is_never_recorded_nor_deleted(tmp_path):
+    """A batch run's OUT holds its project (.mpae); exporting there from the app while it autosaves must never put
+    the project's files on the export list, so a later, smaller export cannot delete a person's edits."""
+    out = tmp_path / "labels"
+    project_files = [out / ".mpae" / "project.json", out / ".mpae" / "edits" / "b.png",
+                     out / "sub" / ".mpae" / "edits" / "c.png"]
+    recorder = ExportRecorder(out, source="photos")
+    recorder.begin()
+    result = export_annotations(_maps(["a.jpg", "b.jpg"]), TABLE, out)
+    for path in project_files:  # written while the export runs (the app's autosave)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("a person's work")
+    recorder.finish(complete=True, images=result.images, keep=[*result.files, *project_files])
+    assert not [name for name in read_file_list(out) if ".mpae" in name.split("/")]
+    (out / FILE_LIST).write_text("".join(json.dumps(p.relative_to(out).as_posix()) + "\n" for p in project_files))
+    _export(out, ["a.jpg"])  # a complete export that replaces a (damaged) list naming the project's files
+    assert all(path.read_text() == "a person's work" for path in project_files)

@@ -85,6 +85,8 @@ class EditLayer:
         self.version = 0
         #: Called with the layer after every change, undo and redo (the project marks the image edited).
         self.on_change: Callable[["EditLayer"], None] | None = None
+        #: (rows, cols) bounding box of the pixels the last change, undo or redo touched, so a view redraws only that.
+        self.changed_box: tuple[slice, slice] | None = None
 
     # ----- reading ------------------------------------------------------------------------------------------------
     @property
@@ -154,6 +156,19 @@ class EditLayer:
         del composed
         return self._apply(box, lambda patch: np.copyto(patch, np.uint16(label), where=inside))
 
+    def set_all(self, labels: np.ndarray) -> int:
+        """Set every pixel to ``labels`` (label values, the image's size): an imported annotation, which is the
+        person's whole answer for the image. One undo step; returns the pixels changed."""
+        labels = np.asarray(labels)
+        if labels.shape != self.size:
+            raise ValueError(f"The labels are {labels.shape[1]}×{labels.shape[0]} but the image is "
+                             f"{self.size[1]}×{self.size[0]}.")
+        if labels.dtype.kind not in "ui" or int(labels.min(initial=0)) < 0 or int(labels.max(initial=0)) > UNSET:
+            raise ValueError(f"Labels must be integer label values 0..{UNSET}, got {labels.dtype}.")
+        self._check_values(labels)
+        return self._apply((slice(0, self.size[0]), slice(0, self.size[1])),
+                           lambda patch: np.copyto(patch, labels, casting="unsafe"))
+
     def clear(self) -> int:
         """Remove every edit (one undo step)."""
         if not self._edited:
@@ -197,7 +212,7 @@ class EditLayer:
         for patch in reversed(step):
             self._swap(patch)
         self._redo.append(step)
-        self._changed()
+        self._changed(_union_box(step))
         return True
 
     def redo(self) -> bool:
@@ -210,7 +225,7 @@ class EditLayer:
         for patch in step:
             self._swap(patch)
         self._undo.append(step)
-        self._changed()
+        self._changed(_union_box(step))
         return True
 
     @property
@@ -256,7 +271,7 @@ class EditLayer:
         else:
             self._push_undo([patch])
         self._redo.clear()
-        self._changed()
+        self._changed(patch.box)
         return changed
 
     def _swap(self, patch: _Patch) -> None:
@@ -278,7 +293,8 @@ class EditLayer:
             total -= sum(p.nbytes for p in self._undo.popleft())
             logger.debug("Dropped the oldest undo step to keep the history under %d bytes", self.max_undo_bytes)
 
-    def _changed(self) -> None:
+    def _changed(self, box: tuple[slice, slice]) -> None:
+        self.changed_box = box
         self.version += 1
         if self.on_change is not None:
             self.on_change(self)
@@ -308,3 +324,10 @@ class EditLayer:
             raise ValueError(f"The prediction is {labels.shape[1]}×{labels.shape[0]} but the edit layer is "
                              f"{self.size[1]}×{self.size[0]}.")
         return labels
+
+
+def _union_box(patches: list[_Patch]) -> tuple[slice, slice]:
+    """The bounding box of an undo step's patches."""
+    boxes = [patch.box for patch in patches]
+    return (slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
+            slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)))

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
@@ -22,7 +21,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .formats import check_coco_style, parse_export_formats
+from .formats import check_coco_style, export_timestamp, parse_export_formats
 from .formats.coco_polygons import coco_polygon_annotations
 from .formats.image import ExportImage
 from .labels import EXPORT_IGNORE
@@ -267,7 +266,7 @@ class CocoWriter:
             handle.close()
         header = {
             "info": {"description": self.description, "version": "1.0",
-                     "date_created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                     "date_created": export_timestamp("%Y-%m-%dT%H:%M:%S")},
             "licenses": [],
             "categories": self.categories,
         }

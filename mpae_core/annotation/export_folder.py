@@ -8,7 +8,9 @@ it did not write again (masks of images no longer exported, beside a smaller COC
 that no export wrote is never deleted.
 
 What an export wrote is measured, not declared: :class:`ExportRecorder` notes each file's size and time before the
-export and takes every file that is new or changed afterwards, whatever formats were written.
+export and takes every file that is new or changed afterwards, whatever formats were written. An annotation
+project (a ``.mpae`` folder: a batch run's store, or a project someone keeps there) is never looked into nor
+deleted from: its files change while an export runs (autosave), and they are a person's work, not an export's.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from ..output_markers import EXPORT_MARKER
+from .project_format import PROJECT_DIRNAME
 from .storage import atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,8 @@ FILE_LIST = ".mpae-export-files.jsonl"
 MARKER_FORMAT = "mpae-export"
 MARKER_VERSION = 1
 OWN_FILES = frozenset({MARKER, FILE_LIST})
+#: Folders whose files are never an export's: annotation projects (mpae_core.annotation.project_format).
+PROTECTED_DIRS = frozenset({PROJECT_DIRNAME})
 DEFAULT_SUFFIX = "-labels"
 SHOWN_ENTRIES = 3  # names quoted when a folder is not empty
 SCANNED_ENTRIES = 1000  # at most this many are looked at (the GUI thread asks); more read "and more"
@@ -240,7 +245,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
     if not folder.is_dir():
         return found
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if d not in PROTECTED_DIRS)
         for name in filenames:
             full = os.path.join(dirpath, name)
             relative = Path(os.path.relpath(full, folder)).as_posix()
@@ -258,6 +263,7 @@ def _safe_relative(name: str) -> bool:
     """A relative path that stays inside its folder (a damaged or hostile list must not reach outside)."""
     path = PurePosixPath(name)
     return (bool(name) and not path.is_absolute() and ".." not in path.parts and name not in OWN_FILES
+            and not PROTECTED_DIRS.intersection(path.parts)
             and "\\" not in name and name[1:2] != ":")  # no Windows drive ("C:...")
 
 

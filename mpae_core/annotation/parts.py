@@ -15,11 +15,16 @@ background flag; they come back when it is un-merged, and meanwhile the slot is 
 User labels (:class:`UserLabel`) have no model slot: label value ``USER_LABEL_BASE + j``, named, coloured,
 painted and exported like parts (after the model's parts), never merged and never refined.
 
+A table may have no model slots at all (K = 0, :meth:`PartTable.empty`): a project that got its labels from an import
+before any model predicted it. The first model then gives it slots (:meth:`PartTable.with_model_slots`) and its user
+labels, with the values already painted, stay as they are.
+
 People count parts from 1 (``part_01`` is slot 0), so every message names "part k + 1"; code uses slots from 0.
 """
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -28,6 +33,8 @@ import numpy as np
 from ..palette import color_to_hex, default_part_color, default_part_name, hex_to_color
 from .labels import (EXPORT_IGNORE, IGNORE_LABEL, MAX_EXPORT_LABELS, MAX_SLOTS, MAX_USER_LABELS, UNSET,
                      USER_LABEL_BASE)
+
+logger = logging.getLogger(__name__)
 
 Color = tuple[int, int, int]
 
@@ -109,8 +116,6 @@ class PartTable:
     def __init__(self, slots: Iterable[PartSlot], user_labels: Iterable[UserLabel] = ()) -> None:
         self._slots = [copy.copy(s) for s in slots]
         self._user = [copy.copy(u) for u in user_labels]
-        if not self._slots:
-            raise ValueError("A part table needs at least one slot.")
         if len(self._slots) > MAX_SLOTS:
             raise ValueError(f"A part table holds at most {MAX_SLOTS} slots, got {len(self._slots)}.")
         if len(self._user) > MAX_USER_LABELS:
@@ -149,6 +154,22 @@ class PartTable:
         if num_parts < 1:
             raise ValueError(f"A part table needs at least one slot, got {num_parts}.")
         return cls(PartSlot(k, default_part_name(k), default_part_color(k)) for k in range(num_parts))
+
+    @classmethod
+    def empty(cls) -> "PartTable":
+        """No model slots yet, user labels only: what an import into a project without a model starts from."""
+        return cls([])
+
+    def with_model_slots(self, model_table: "PartTable") -> "PartTable":
+        """This zero-slot table given a model's slots (names, colours, merges of ``model_table``), keeping its own
+        user labels: their values are painted in the edits already. Refused when this table has slots."""
+        if self.num_parts:
+            raise ValueError(f"This part table has {self.num_parts} model slots already; only a table without slots "
+                             "takes a model's.")
+        clashes = sorted({u.name for u in self._user} & {s.name for s in model_table._slots if s.merged_into is None})
+        if clashes:
+            logger.warning("The model names parts %s like labels of this project; both are kept (rename one)", clashes)
+        return PartTable(model_table._slots, self._user)
 
     @classmethod
     def from_model_info(cls, names: Sequence[str], colors: Sequence[Color | str] | None = None) -> "PartTable":

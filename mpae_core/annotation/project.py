@@ -15,7 +15,8 @@ the app shows before and after re-opening, and what it exports, are the same pix
 
 A person's work is never downgraded by a machine: a prediction keeps an image's edits and review, a failure is
 recorded beside earlier work instead of replacing it, and prediction or edit files that a crash wrote without the
-index are adopted when the project is opened again.
+index are adopted when the project is opened again. Annotations made elsewhere come in through :mod:`.importers` as
+edit layers (the person's layer), so a later prediction never replaces them either.
 
 Not thread-safe: workers hand their predictions to the thread that owns the project; :meth:`save_jobs` lets that
 thread hand the slow writing to another one.
@@ -97,7 +98,9 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
                recursive: bool = False, scan: bool = True, **cache_sizes: int) -> "AnnotationProject":
         """Start a project for ``images_folder`` (saved in ``<folder>/.mpae`` unless ``project_dir`` is given).
 
-        ``parts`` may be left out: the first prediction then sets a default table with its number of slots.
+        ``parts`` may be left out: the first prediction then sets a default table with its number of slots. A
+        table without slots (``PartTable.empty()``, what an import into a project without a model makes) takes the
+        first model's slots the same way and keeps its user labels.
         """
         folder = Path(images_folder)
         if not folder.is_dir():
@@ -257,8 +260,8 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
     def model_fit(self, num_parts: int, fingerprint: str | None, lineage: Sequence[str] = ()) -> ModelFit:
         """Whether a model's slots are the ones the part table names: its own fingerprint or one of its ancestors
         (``lineage``, e.g. the model a refinement started from) must be in :attr:`model_family`."""
-        if self._parts is None:
-            return ModelFit.NO_TABLE
+        if self._parts is None or not self._parts.num_parts:
+            return ModelFit.NO_TABLE  # no table, or user labels only (an import): the model gives the slots
         if num_parts != self._parts.num_parts:
             return ModelFit.WRONG_SIZE
         known = set(self.model_family)
@@ -268,12 +271,17 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
 
     def adopt_model(self, fingerprint: str, parts: PartTable | None = None) -> None:
         """Use a model with this project: its fingerprint joins the family; ``parts`` (when given, e.g. the first
-        model's names, or a new table the person chose) replaces the part table. The slot count must match."""
+        model's names, or a new table the person chose) replaces the part table. The slot count must match, except
+        for a table without slots (an imported project), which takes the new table's slots and keeps its own user
+        labels."""
         if parts is not None:
-            if self._parts is not None and parts.num_parts != self._parts.num_parts:
+            if self._parts is not None and not self._parts.num_parts:
+                self._take_slots(parts)
+            elif self._parts is not None and parts.num_parts != self._parts.num_parts:
                 raise MPAEError(f"The new part table has {parts.num_parts} parts but this project's predictions "
                                 f"have {self._parts.num_parts}.")
-            self._parts = parts
+            else:
+                self._parts = parts
             self.model_family = []
         if fingerprint and fingerprint not in self.model_family:
             self.model_family.append(fingerprint)
@@ -396,6 +404,8 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         record = self._records.get(relpath) or ImageRecord(relpath)
         if self._parts is None:
             self._parts = PartTable.default(prediction.num_parts)
+        elif not self._parts.num_parts:  # user labels only (an import): the first model gives the slots
+            self._take_slots(PartTable.default(prediction.num_parts))
         elif prediction.num_parts != self._parts.num_parts:
             raise MPAEError(f"The prediction for '{relpath}' has {prediction.num_parts} parts but the project "
                             f"'{self.project_dir}' has {self._parts.num_parts}; use the project's checkpoint or start "
@@ -460,6 +470,13 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
             return self._records[key]
         except KeyError:
             raise KeyError(f"'{key}' is not an image of the project '{self.project_dir}'.") from None
+
+    def _take_slots(self, model_table: PartTable) -> None:
+        """Give a table without slots the model's slots; cached edit layers then accept the new slot values."""
+        self._parts = self._parts.with_model_slots(model_table)  # type: ignore[union-attr]
+        for layer in self._edit_cache.values():
+            layer.num_parts = self._parts.num_parts
+        self._dirty = True
 
     def _check_writable(self) -> None:
         if self.read_only is not None:

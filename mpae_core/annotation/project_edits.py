@@ -150,6 +150,8 @@ class ProjectEditsMixin:
             else:
                 base = np.zeros(SUMMARY_SIZE, dtype=np.uint16)
             layer = self._edit_cache.get(record.relpath)
+            if layer is None and record.has_edits:  # its layer left the cache (written then): read it back
+                layer = self._load_layer(record)
             if layer is not None and layer.has_edits:
                 rows = np.linspace(0, layer.size[0] - 1, SUMMARY_SIZE[0]).round().astype(np.intp)
                 cols = np.linspace(0, layer.size[1] - 1, SUMMARY_SIZE[1]).round().astype(np.intp)

@@ -104,9 +104,11 @@ def read_uint16_png(path: str | os.PathLike) -> np.ndarray:
     return array.astype(np.uint16, copy=False)
 
 
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+def write_npz(path: str | os.PathLike, *, compressed: bool = True, **arrays: np.ndarray) -> Path:
+    """Arrays as an .npz file; ``compressed=False`` for data zlib cannot shrink (float32 logits), which only costs
+    time to try."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
     return atomic_write_bytes(path, buffer.getvalue())
 
 

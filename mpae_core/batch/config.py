@@ -127,6 +127,8 @@ class ImageResult:
     error: str | None = None
     mask: str | None = None
     seconds: float = 0.0
+    # what an encoder wrote into the batch's project for this image (see batch.store); not part of the report
+    stored: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "status": self.status, "error": self.error, "mask": self.mask,
@@ -157,6 +159,7 @@ class BatchReport:
     cancelled: bool = False
     report_path: Path | None = None
     coco_path: Path | None = None
+    project_dir: Path | None = None  # the project to open in the app for review (OUT/.mpae)
     rank: int = 0
     world_size: int = 1
 

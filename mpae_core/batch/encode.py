@@ -23,6 +23,7 @@ from ..annotation.storage import atomic_write_json
 from ..inference import channel_lut, label_map_at
 from ..worker_signals import ignore_stop_signals
 from .config import CACHE_DIR, ERROR, OK, ImageResult, derived_formats
+from .store import PredictionFiles
 
 ARENA_BYTES_PER_MAP = 2 * 2**20  # room for a 2 MP map (1600x1200) per image of a chunk; larger ones are pickled
 
@@ -38,6 +39,7 @@ class Outputs:
     formats: tuple[str, ...]
     png: PngMaskWriter | None = None
     coco_style: str = "rle"
+    predictions: PredictionFiles | None = None  # the project's prediction files (batch.store)
 
     @property
     def coco_rle(self) -> bool:
@@ -68,7 +70,7 @@ class Outputs:
 @dataclass
 class EncodeJob:
     """One predicted image on its way to an encoder process: its logits (small: Q × 16 × 16 floats), from which the
-    encoder makes the label map, or the export-index map already made on the device."""
+    encoder makes the label map unless the device made it (``indices``), and the project's prediction file."""
 
     index: int
     relpath: str
@@ -77,6 +79,7 @@ class EncodeJob:
     logits: np.ndarray | None = None
     indices: np.ndarray | None = None
     shared_at: int | None = None  # byte offset of the indices in the encoders' MapArena, instead of ``indices``
+    stamp: tuple[int, int] | None = None  # the image file as it was read
 
 
 class MapArena:
@@ -113,8 +116,8 @@ class MapArena:
 
 
 def encode_image(outputs: Outputs, job: EncodeJob) -> ImageResult:
-    """Logits → full-resolution export-index map (unless the device made it) → PNG and/or cached RLE; a write
-    failure fails this image only."""
+    """Logits → full-resolution export-index map (unless the device made it) → PNG and/or cached RLE, and the
+    project's prediction file; a write failure fails this image only."""
     start = time.perf_counter()
     relpath = job.relpath
     try:
@@ -128,11 +131,14 @@ def encode_image(outputs: Outputs, job: EncodeJob) -> ImageResult:
             outputs.png.add_indices(relpath, indices)
         if outputs.coco_rle:
             write_cache(outputs.cache_path(relpath), relpath, indices.shape, coco_annotations_for(indices))
+        stored = None
+        if outputs.predictions is not None and job.logits is not None:
+            stored = outputs.predictions.write(relpath, job.logits, job.size, job.stamp)
     except OSError as exc:
         return ImageResult(relpath, ERROR, f"Cannot write the outputs of '{relpath}': {exc.strerror or exc}.",
                            seconds=job.seconds + time.perf_counter() - start)
     mask = outputs.mask_relpath(relpath) if outputs.png is not None else None
-    return ImageResult(relpath, OK, mask=mask, seconds=job.seconds + time.perf_counter() - start)
+    return ImageResult(relpath, OK, mask=mask, seconds=job.seconds + time.perf_counter() - start, stored=stored)
 
 
 _ENCODER_OUTPUTS: Outputs | None = None

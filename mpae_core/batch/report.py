@@ -56,8 +56,11 @@ def previous_statuses(out: Path, fingerprint: str | None) -> dict[str, str]:
 
 def is_finished(outputs: Outputs, relpath: str, previous: dict[str, str]) -> bool:
     """Done by an earlier run: the report says so and the outputs this run needs are there."""
-    if previous.get(relpath) not in DONE_STATUSES:
-        return False
+    return previous.get(relpath) in DONE_STATUSES and has_outputs(outputs, relpath)
+
+
+def has_outputs(outputs: Outputs, relpath: str) -> bool:
+    """The outputs this run needs for the image are there (made by an earlier run)."""
     mask_there = (outputs.out / outputs.mask_relpath(relpath)).is_file()
     if outputs.writes_masks and not mask_there:
         return False

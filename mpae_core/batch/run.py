@@ -25,9 +25,10 @@ from .decode import make_loader, model_input
 from .derived import derived_writer, write_derived
 from .encode import EncodeJob, Encoders, Outputs
 from .listing import ImageItem, collect_images
-from .report import (checkpoint_fingerprint, describe_device, is_finished, previous_statuses, report_dict, write_coco,
-                     write_report)
+from .report import (checkpoint_fingerprint, describe_device, has_outputs, is_finished, previous_statuses, report_dict,
+                     write_coco, write_report)
 from .shards import Shard, barrier, init_distributed, merge_ranks, rank_file_paths
+from .store import BatchStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +62,17 @@ def _pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
 def predict_jobs(predictor: Predictor, batch: dict, good: list[dict], pad_to: int,
                  maps_lut: np.ndarray | None) -> list[EncodeJob]:
     """One model call for a batch's readable images → their encode jobs: logits for the encoders to turn into
-    label maps, or (``maps_lut`` given) the export-index maps made on the device."""
+    label maps and prediction files, and (``maps_lut`` given) the export-index maps made on the device."""
     start = time.perf_counter()
     padded = _pad(model_input(batch, good, predictor.image_size, predictor.device), pad_to)
     if maps_lut is None:
         logits = predictor.logits(padded)[: len(good)].numpy()
         payloads = [{"logits": row} for row in logits]
     else:
-        maps = predictor.maps_at_sizes(padded, [r["size"] for r in good], maps_lut)
-        payloads = [{"indices": indices} for indices in maps]
+        device_logits, maps = predictor.logits_and_maps(padded, [r["size"] for r in good], maps_lut)
+        payloads = [{"indices": indices, "logits": row} for indices, row in zip(maps, device_logits.numpy())]
     share = (time.perf_counter() - start) / len(good)
-    return [EncodeJob(r["index"], r["relpath"], r["size"], r["seconds"] + share, **payload)
+    return [EncodeJob(r["index"], r["relpath"], r["size"], r["seconds"] + share, stamp=r.get("stamp"), **payload)
             for r, payload in zip(good, payloads)]
 
 
@@ -183,25 +184,34 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
         model = predictor.model
         config = _resolve_placement(config, predictor.device)
         _check_out(config.out, create=True)
-        if recorder is not None:
-            recorder.begin()
         table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
         fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
                        and config.checkpoint.is_file() else None)
-        outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats,
-                          coco_style=config.coco_style)
-        if shard.rank == 0:
-            write_label_files(table.export_labels(), config.out)
-        (config.out / CACHE_DIR).mkdir(exist_ok=True)  # also marks OUT as a batch output for later listings
-        if outputs.writes_masks:
-            outputs.png = PngMaskWriter(config.out, table, mask_names=outputs.mask_names, write_labels=False)
-        mine = shard.take(items)
-        report = _run_shard(config, predictor, outputs, mine, fingerprint, progress, cancel, started, shard)
-        _write_rank_files(config, outputs, report, model, fingerprint, shard)
-        if shard.distributed:
-            barrier(device)
+        store = BatchStore.open(config, items, model, table, shard)  # refuses before anything is written
+        try:
+            if recorder is not None:
+                recorder.begin()
+            outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats,
+                              coco_style=config.coco_style, predictions=store.files)
             if shard.rank == 0:
-                report = merge_ranks(config, report, items, started, shard, finish=derived_writer(config, outputs))
+                write_label_files(table.export_labels(), config.out)
+            (config.out / CACHE_DIR).mkdir(exist_ok=True)  # also marks OUT as a batch output for later listings
+            if outputs.writes_masks:
+                outputs.png = PngMaskWriter(config.out, table, mask_names=outputs.mask_names, write_labels=False)
+            mine = shard.take(items)
+            report = _run_shard(config, predictor, outputs, store, mine, fingerprint, progress, cancel, started,
+                                shard)
+            store.hand_in(report.images)
+            _write_rank_files(config, outputs, report, model, fingerprint, shard)
+            if shard.distributed:
+                barrier(device)
+                if shard.rank == 0:
+                    report = merge_ranks(config, report, items, started, shard,
+                                         finish=derived_writer(config, outputs))
+                    store.merge_ranks()
+            report.project_dir = store.project_dir
+        finally:
+            store.close()
         if recorder is not None:
             _record_outputs(recorder, outputs, items, report)
         return report
@@ -219,20 +229,28 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
             dist.destroy_process_group()
 
 
-def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine: list[ImageItem],
+def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, store: BatchStore, mine: list[ImageItem],
                fingerprint: str | None, progress: ProgressCallback | None, cancel: threading.Event | None,
                started: float, shard: Shard) -> BatchReport:
+    """Predict this rank's images but those finished earlier (report, outputs and project agree) and those a
+    person edited or reviewed in the project (never predicted again, not even with --overwrite)."""
     previous = {} if config.overwrite else previous_statuses(config.out, fingerprint)
     tally = _Tally(len(mine), progress)
-    todo = []
+    todo, left_alone = [], 0
     for item in mine:
-        if is_finished(outputs, item.relpath, previous):
-            mask = outputs.mask_relpath(item.relpath) if "png" in config.formats else None
+        mask = outputs.mask_relpath(item.relpath) if "png" in config.formats else None
+        if store.leaves_alone(item.relpath):
+            left_alone += 1
+            there = has_outputs(outputs, item.relpath)
+            tally.add(item.index, ImageResult(item.relpath, SKIPPED, mask=mask) if there
+                      else store.left_alone_error(item.relpath))
+        elif is_finished(outputs, item.relpath, previous) and store.holds(item):
             tally.add(item.index, ImageResult(item.relpath, SKIPPED, mask=mask))
         else:
             todo.append(item)
-    logger.info("%d images to predict, %d finished earlier (rank %d of %d)", len(todo), len(mine) - len(todo),
-                shard.rank, shard.world_size)
+    logger.info("%d images to predict, %d finished earlier, %d edited or reviewed in %s left alone (rank %d of %d)",
+                len(todo), len(mine) - len(todo) - left_alone, left_alone, store.project_dir, shard.rank,
+                shard.world_size)
     stopped = False
     if todo:
         max_pending = 2 * max(1, config.num_encoders)

@@ -24,25 +24,10 @@ import os
 import numpy as np
 
 from mpae_core.images import ImageLoadError, load_image
+from mpae_core.opencv import import_opencv
 
 
-def _import_opencv():
-    """``import cv2`` without its side effect on Qt: OpenCV's GUI build (which e.g. Ultralytics installs over the
-    headless one) points ``QT_QPA_PLATFORM_PLUGIN_PATH`` at its bundled Qt5 plugins when imported, and a PySide6 app
-    started later from this process, or any child it spawns, would then load the wrong plugins and fail."""
-    names = ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR")
-    saved = {name: os.environ.get(name) for name in names}
-    import cv2
-
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    return cv2
-
-
-cv2 = _import_opencv()
+cv2 = import_opencv()
 # DataLoader worker processes are the parallelism here; OpenCV's own thread pool would oversubscribe the cores and
 # is not meant to be alive across the fork that starts those workers.
 cv2.setNumThreads(0)

@@ -7,6 +7,9 @@ from :mod:`.polygons` (pixel-exact outlines, traced once per image and shared by
 """
 from __future__ import annotations
 
+import os
+import time
+
 #: Every export format, in the order the app and ``mpae-annotate batch --format`` list them.
 EXPORT_FORMATS = ("png", "coco", "yolo", "labelme", "cvat", "voc")
 #: How COCO masks are written: compressed RLE (exact, the default) or polygons (what most trainers read).
@@ -29,3 +32,13 @@ def check_coco_style(style: str) -> str:
     if style not in COCO_STYLES:
         raise ValueError(f"Unknown COCO style '{style}'; choose 'rle' (exact masks) or 'polygons'.")
     return style
+
+
+def export_timestamp(fmt: str) -> str:
+    """The time an export is stamped with (COCO's ``date_created``, CVAT's ``dumped``): now, or ``SOURCE_DATE_EPOCH``
+    (seconds, UTC) when that is set, the reproducible-builds convention, so two exports of the same annotations are
+    the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return time.strftime(fmt, time.gmtime(int(epoch)))
+    return time.strftime(fmt)

@@ -12,7 +12,6 @@ to a temporary file and appears only when the export completes.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Sequence
 from xml.sax.saxutils import escape, quoteattr
@@ -20,6 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from ...palette import color_to_hex
 from ..parts import ExportLabel
 from ..storage import StreamedTextFile
+from . import export_timestamp
 from .image import ExportImage
 
 CVAT_VERSION = "1.1"
@@ -41,7 +41,7 @@ class CvatWriter:
             f"  <version>{CVAT_VERSION}</version>\n  <meta>\n    <task>\n      <name>{escape(task_name)}</name>\n"
             "      <mode>annotation</mode>\n      <overlap>0</overlap>\n      <flipped>False</flipped>\n"
             f"      <labels>\n{label_xml}      </labels>\n    </task>\n"
-            f"    <dumped>{time.strftime('%Y-%m-%d %H:%M:%S')}</dumped>\n  </meta>\n")
+            f"    <dumped>{export_timestamp('%Y-%m-%d %H:%M:%S')}</dumped>\n  </meta>\n")
 
     def add(self, image: ExportImage) -> list[Path]:
         parts = []
