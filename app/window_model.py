@@ -278,7 +278,7 @@ class ModelMixin:
             self._predict_thread.wait()
             QApplication.processEvents()
 
-    def _on_predicted(self, relpath: str, prediction, stamp) -> None:
+    def _on_predicted(self, relpath: str, prediction, stamp=None) -> None:
         if self.project is None:
             return
         before = self.project.record(relpath) if relpath in self.project else None
