@@ -42,11 +42,11 @@ from .edits import EditLayer
 from .lock import ProjectLock
 from .parts import PartTable
 from .project_edits import ProjectEditsMixin, SaveJob
-from .project_recovery import ProjectRecoveryMixin, read_prediction_file
+from .project_recovery import ProjectRecoveryMixin, read_prediction_file, write_prediction_file
 from .project_format import (INDEX_NAME, MIGRATIONS, PROJECT_DIRNAME, PROJECT_FORMAT, PROJECT_VERSION,
                              find_project_dir, upgrade)
 from .records import EXPORTABLE, FileStamp, FileState, ImageRecord, ImageStatus, file_stamp, normalize_relpath
-from .storage import atomic_write_json, write_npz
+from .storage import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -415,20 +415,29 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
             raise MPAEError(f"'{relpath}' is now {size[1]}×{size[0]} but its edits are {record.size[1]}×"
                             f"{record.size[0]}; clear its edits before predicting it again.")
         logits16 = prediction.logits.detach().cpu().to(torch.float16)
-        write_npz(self._prediction_file(relpath), logits=logits16.numpy(), image_size=np.asarray(size, np.int64),
-                  presence=np.asarray(prediction.presence, bool),
-                  area=np.asarray(prediction.area, np.float32),
-                  part_confidence=np.asarray(prediction.part_confidence, np.float32),
-                  confidence=np.asarray(prediction.confidence, np.float64))
         stored = dataclasses.replace(prediction, logits=logits16.float(), image_size=size)
+        write_prediction_file(self._prediction_file(relpath), stored, torch.float16)
+        self.record_prediction(relpath, size=size, confidence=float(prediction.confidence),
+                               present=np.flatnonzero(np.asarray(prediction.presence, bool)), model=model,
+                               stamp=stamp if stamp is not None else file_stamp(self.images_folder / relpath))
         self._cache_prediction(relpath, stored)
-        record.size, record.confidence, record.error = size, float(prediction.confidence), None
+
+    def record_prediction(self, relpath: str | os.PathLike, *, size: tuple[int, int], confidence: float,
+                          present: Iterable[int], model: str | None, stamp: FileStamp | None) -> None:
+        """The index half of :meth:`set_prediction`, for a prediction file another process already wrote (a batch
+        run's encoders, :func:`write_prediction_file`); edits and the review mark are kept."""
+        self._check_writable()
+        relpath = normalize_relpath(relpath)
+        record = self._records.setdefault(relpath, ImageRecord(relpath))
+        record.size, record.confidence, record.error = (int(size[0]), int(size[1])), float(confidence), None
         record.has_prediction = True
-        record.present = tuple(int(slot) for slot in np.flatnonzero(np.asarray(prediction.presence, bool)))
+        record.present = tuple(int(slot) for slot in present)
         record.model = model
-        record.stamp = stamp if stamp is not None else file_stamp(self.images_folder / relpath)
+        record.stamp = None if stamp is None else (int(stamp[0]), int(stamp[1]))
         record.file_state = FileState.UNCHANGED
-        self._records[relpath] = record
+        self._prediction_cache.pop(relpath, None)  # an older prediction of it may be cached
+        if record.has_edits:
+            self._present_stale.add(relpath)
         self._dirty = True
 
     def prediction(self, relpath: str | os.PathLike) -> PartPrediction | None:

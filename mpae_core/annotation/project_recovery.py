@@ -13,7 +13,7 @@ import torch
 from ..errors import MPAEError
 from ..inference import PartPrediction
 from .records import ImageRecord, compare_file, file_stamp, normalize_relpath
-from .storage import read_npz, read_uint16_png
+from .storage import read_npz, read_uint16_png, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +106,16 @@ def read_prediction_file(path: Path) -> PartPrediction:
         )
     except (KeyError, IndexError, ValueError) as exc:
         raise MPAEError(f"The prediction file '{path}' is damaged ({exc}); predict that image again.") from exc
+
+
+def write_prediction_file(path: Path, prediction: PartPrediction, dtype: torch.dtype = torch.float16) -> None:
+    """A prediction in the project's file layout (what :func:`read_prediction_file` reads): its logits as ``dtype``
+    (float16 for the app, which rounds them at once so reopening shows the same pixels; float32 for a batch run,
+    whose masks come from float32 logits) and its per-part summary. Float16 files are compressed; float32 ones are
+    not (zlib saves under 10 % of their size and costs a fifth of the time of writing them)."""
+    logits = prediction.logits.detach().cpu().to(dtype).numpy()
+    write_npz(path, compressed=dtype == torch.float16, logits=logits,
+              image_size=np.asarray(prediction.image_size, np.int64),
+              presence=np.asarray(prediction.presence, bool), area=np.asarray(prediction.area, np.float32),
+              part_confidence=np.asarray(prediction.part_confidence, np.float32),
+              confidence=np.asarray(prediction.confidence, np.float64))
