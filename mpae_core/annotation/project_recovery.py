@@ -33,6 +33,7 @@ class ProjectRecoveryMixin:
             state = compare_file(self.images_folder / record.relpath, record)
             if state is not record.file_state:
                 record.file_state = state
+                self._touch(record)
                 changed.append(record.relpath)
         if changed:
             self._dirty = True
@@ -56,6 +57,7 @@ class ProjectRecoveryMixin:
             record.confidence, record.error = prediction.confidence, None
             record.present = tuple(int(s) for s in np.flatnonzero(prediction.presence))
             record.stamp = file_stamp(self.images_folder / relpath)
+            self._touch(record)
             adopted += 1
         for path in _files_under(self.project_dir / "edits", ".png"):
             relpath = self._orphan_relpath(path, self.project_dir / "edits", ".png")
@@ -65,6 +67,7 @@ class ProjectRecoveryMixin:
             if record.size is None:
                 record.size = tuple(read_uint16_png(path).shape)  # type: ignore[assignment]
             record.has_edits = True
+            self._touch(record)
             adopted += 1
         for tmp in self.project_dir.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
