@@ -64,6 +64,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.save_settings = save_settings
         self.project: AnnotationProject | None = None
         self.session = ModelSession()
+        self._closing = False
         self.current: str | None = None
         self._layer: EditLayer | None = None  # the current image's edit layer (when it has a prediction)
         self._load_thread: QThread | None = None
@@ -550,6 +551,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
             self.settings.save()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._closing = True  # answers of workers still queued (a model that loaded or failed) are dropped
         self.cancel_prediction(wait=True)
         self.display.shutdown()
         self.canvas.shutdown()

@@ -72,6 +72,8 @@ class ModelMixin:
         self._update_actions()
 
     def _on_model_loaded(self, predictor, request: LoadRequest, identity: ModelIdentity) -> None:
+        if self._closing:  # the window closed while the model loaded: nobody asked for it any more
+            return
         self.session.attach(predictor, request.checkpoint, identity)
         self.settings.last_checkpoint = str(request.checkpoint)
         if request.backbone_weights is not None:
@@ -176,6 +178,8 @@ class ModelMixin:
         return True
 
     def _on_model_failed(self, kind: str, message: str, request: LoadRequest) -> None:
+        if self._closing:  # no dialog after the window closed
+            return
         self._refresh_device_status()
         if kind == "backbone":
             chosen = dialogs.ask_backbone_weights(self, message)
