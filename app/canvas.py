@@ -3,6 +3,11 @@
 The canvas only shows and forwards: pixels come from :mod:`app.overlay`, edits go to
 :class:`mpae_core.annotation.edits.EditLayer` (which owns undo), and the window decides what to load. One scene unit
 is one image pixel, with the image's top-left corner at the scene origin, so view → scene → pixel is one transform.
+
+Content arrives whole (``set_image``/``set_annotation``: small images, tests) or in stages from the window's
+:class:`app.display.ImageDisplay`: a screen-sized preview of the photo and labels first, the full resolution later.
+Strokes go to the edit layer as soon as the preview is there (the full-resolution labels catch up with them when they
+land); a fill, which needs the full labels, waits for them under a busy cursor.
 """
 from __future__ import annotations
 
@@ -17,28 +22,20 @@ from PySide6.QtGui import (
     QImage,
     QKeyEvent,
     QMouseEvent,
-    QPainter,
     QPen,
-    QPixmap,
     QResizeEvent,
     QTransform,
     QWheelEvent,
 )
-from PySide6.QtWidgets import (
-    QGraphicsEllipseItem,
-    QGraphicsItem,
-    QGraphicsPixmapItem,
-    QGraphicsScene,
-    QGraphicsView,
-    QStyleOptionGraphicsItem,
-    QWidget,
-)
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsScene, QGraphicsView, QWidget
 
 from mpae_core.annotation.edits import EditLayer
-from mpae_core.annotation.labels import BACKGROUND, IGNORE_LABEL, UNSET
 from mpae_core.annotation.parts import PartTable
 
-from .overlay import Box, OverlayStyle, colour_lut, render_overlay, rgba_to_qimage
+from .canvas_overlay import CanvasOverlay, OverlayKey, array_confidence
+from .canvas_paint import PaintingMixin
+from .level_item import FULL, PREVIEW, LevelImageItem
+from .overlay import Box, ConfidenceSource, OverlayStyle
 
 logger = logging.getLogger(__name__)
 
@@ -48,46 +45,7 @@ WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 units of angleDelta)
 BACKGROUND_COLOR = QColor(40, 40, 40)
 
 
-class _OverlayItem(QGraphicsItem):
-    """A QImage drawn 1:1 in scene units, repaintable by box (a pixmap item would re-upload it all per stroke)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._image = QImage()
-
-    def set_image(self, image: QImage) -> None:
-        self.prepareGeometryChange()
-        self._image = image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
-        self.update()
-
-    def image(self) -> QImage:
-        return self._image
-
-    def paste(self, x: int, y: int, patch: QImage) -> None:
-        """Replace the pixels at (x, y) with ``patch`` and repaint only that rectangle."""
-        if self._image.isNull():
-            return
-        painter = QPainter(self._image)
-        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
-        painter.drawImage(QPoint(x, y), patch)
-        painter.end()
-        self.update(QRectF(x, y, patch.width(), patch.height()))
-
-    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt name)
-        return QRectF(0, 0, self._image.width(), self._image.height())
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        if self._image.isNull():
-            return
-        # labels are crisp pixels when zoomed in; smoothing only helps thin outlines survive zooming out
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, painter.transform().m11() < 1.0)
-        target = option.exposedRect.toAlignedRect().intersected(self._image.rect())
-        if target.isEmpty():
-            return
-        painter.drawImage(target, self._image, target)
-
-
-class ImageCanvas(QGraphicsView):
+class ImageCanvas(PaintingMixin, QGraphicsView):
     """Zoomable, pannable view of one image and its label overlay; paints into the image's EditLayer."""
 
     hovered = Signal(str)
@@ -98,10 +56,11 @@ class ImageCanvas(QGraphicsView):
         super().__init__(parent)
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
-        self._image_item = QGraphicsPixmapItem()
-        self._image_item.setZValue(0)
-        self._overlay_item = _OverlayItem()
+        self._photo_item = LevelImageItem(QImage.Format.Format_RGB32, crisp_when_magnified=False)
+        self._photo_item.setZValue(0)
+        self._overlay_item = LevelImageItem(QImage.Format.Format_ARGB32_Premultiplied, crisp_when_magnified=True)
         self._overlay_item.setZValue(1)
+        self._overlay = CanvasOverlay(self._overlay_item, self)
         self._cursor_items = (QGraphicsEllipseItem(), QGraphicsEllipseItem())
         for width, colour, item in zip((3.0, 1.0), (QColor(0, 0, 0, 160), QColor(255, 255, 255)), self._cursor_items):
             pen = QPen(colour, width)
@@ -109,7 +68,7 @@ class ImageCanvas(QGraphicsView):
             item.setPen(pen)
             item.setZValue(2)
             item.setVisible(False)
-        for item in (self._image_item, self._overlay_item, *self._cursor_items):
+        for item in (self._photo_item, self._overlay_item, *self._cursor_items):
             self._scene.addItem(item)
 
         self.setBackgroundBrush(BACKGROUND_COLOR)
@@ -122,15 +81,13 @@ class ImageCanvas(QGraphicsView):
         self.setMouseTracking(True)
         self.viewport().setMouseTracking(True)
 
-        self._image_size: tuple[int, int] | None = None  # (height, width)
-        self._labels: np.ndarray | None = None  # composed uint16 label values
-        self._confidence: np.ndarray | None = None
-        self._parts: PartTable | None = None
-        self._style = OverlayStyle()
-        self._lut_key: tuple | None = None
-        self._lut: np.ndarray | None = None
+        self._image_size: tuple[int, int] | None = None  # (height, width) of the photo
         self._layer: EditLayer | None = None
-        self._prediction: np.ndarray | None = None
+        self._prediction: np.ndarray | None = None  # full-resolution model labels (what "erase" returns to)
+        self._replacing = False  # the next image is on its way; the old one is still drawn but inert
+        self._shown_size: tuple[int, int] | None = None
+        self._labels_dirty: list[Box] | None = None  # boxes painted while full-resolution labels are computed
+        self._pending_fill: tuple[int, int, int] | None = None  # (x, y, label) waiting for the full labels
 
         self._tool = "pan"
         self._brush_radius = 8
@@ -144,93 +101,175 @@ class ImageCanvas(QGraphicsView):
         self._hover_text = ""
         self._update_cursor()
 
-    # ----- content ------------------------------------------------------------------------------------------------
+    # ----- content, whole (small images, tests) -------------------------------------------------------------------
     def set_image(self, image: QImage | None) -> None:
-        """Show ``image`` (None clears); refits when the size changes or the view was fitted."""
-        previous = self._image_size
-        if image is None or image.isNull():
-            self._image_item.setPixmap(QPixmap())
-            self._image_size = None
-        else:
-            self._image_item.setPixmap(QPixmap.fromImage(image))
-            self._image_size = (image.height(), image.width())
-        self._update_scene_rect()
-        if self._image_size is not None and (self._fit_mode or self._image_size != previous):
-            self.zoom_fit()
+        """Show ``image`` at full resolution (None clears); refits when the size changes or the view was fitted."""
+        size = None if image is None or image.isNull() else (image.height(), image.width())
+        self.set_photo_preview(None, size)
+        if size is not None:
+            self.set_photo_full(image)  # type: ignore[arg-type]
 
-    def set_annotation(self, labels: np.ndarray | None, confidence: np.ndarray | None = None) -> None:
-        """Show the composed label map (prediction + edits) and optionally the per-pixel confidence."""
+    def set_annotation(self, labels: np.ndarray | None,
+                       confidence: np.ndarray | ConfidenceSource | None = None) -> None:
+        """Show the composed label map (prediction + edits) and optionally the confidence: a map of the same shape,
+        or a :data:`ConfidenceSource` that computes any pixels' confidence on demand."""
+        self._take_over()
         self._finish_stroke()
-        if labels is None:
-            self._labels, self._confidence = None, None
-        else:
+        self._overlay.clear()
+        if labels is not None:
             labels = np.asarray(labels)
             if labels.ndim != 2:
                 raise ValueError(f"A label map must be [H, W], got shape {labels.shape}.")
-            self._labels = labels.astype(np.uint16, copy=True)  # owned: painting updates it in place
-            if confidence is not None and np.shape(confidence) != labels.shape:
-                logger.warning("Confidence map %s does not match the label map %s; ignoring it",
-                               np.shape(confidence), labels.shape)
-                confidence = None
-            self._confidence = None if confidence is None else np.asarray(confidence)
+            if isinstance(confidence, np.ndarray) or (confidence is not None and not callable(confidence)):
+                if np.shape(confidence) != labels.shape:
+                    logger.warning("Confidence map %s does not match the label map %s; ignoring it",
+                                   np.shape(confidence), labels.shape)
+                    confidence = None
+                else:
+                    confidence = array_confidence(np.asarray(confidence))
             if self._image_size is not None and labels.shape != self._image_size:
                 logger.warning("Label map %s does not match the image %s", labels.shape, self._image_size)
-        self._update_scene_rect()
-        self.refresh_overlay()
+            self._overlay.confidence = confidence
+            self._overlay.set_full(labels.astype(np.uint16, copy=True), self.preview_box())  # owned: painted in place
+        self._content_changed()
+
+    # ----- content, in stages (the window's ImageDisplay) ---------------------------------------------------------
+    def preview_box(self) -> tuple[int, int]:
+        """(width, height) in device pixels that a preview fills at "fit" (what a preview decode aims for)."""
+        ratio = self.devicePixelRatioF()
+        size = self.viewport().size()
+        return max(1, round(size.width() * ratio)), max(1, round(size.height() * ratio))
+
+    def begin_image(self, layer: EditLayer | None) -> None:
+        """Another image is on its way: the shown one stays until the first part of the new one arrives, and nothing
+        can be painted or hovered meanwhile. Painting then goes to ``layer``."""
+        self._finish_stroke()
+        self._replacing = True
+        self._fit_mode = True  # a new image starts fitted, unless the person zooms before it arrives
+        self._layer, self._prediction = layer, None
+        self._labels_dirty = None
+        self._cancel_pending_fill()
+        self._set_hover("")
+
+    def expect_labels(self, layer: EditLayer | None) -> None:
+        """The shown image's labels are being (re)computed: strokes from now on are replayed onto them."""
+        self._layer = layer
+        self._labels_dirty = []
+
+    def set_photo_preview(self, image: QImage | None, size: tuple[int, int] | None) -> None:
+        """A new photo of ``size`` (height, width), for now as a screen-sized ``image`` (None: no photo, or none
+        yet)."""
+        self._take_over()
+        self._image_size = size
+        self._photo_item.set_level(FULL, None)
+        self._photo_item.set_level(PREVIEW, image)
+        self._photo_item.set_size(*(size[::-1] if size is not None else (0, 0)))
+        self._content_changed()
+
+    def set_photo_full(self, image: QImage) -> None:
+        """The full-resolution photo (RGB32 from a worker; other formats are converted)."""
+        self._photo_item.set_level(FULL, image)
+
+    def set_label_preview(self, base: np.ndarray, size: tuple[int, int], confidence: ConfidenceSource | None,
+                          preview_confidence: np.ndarray | None = None, composed: np.ndarray | None = None,
+                          overlay: QImage | None = None, key: OverlayKey | None = None) -> None:
+        """The model's labels at preview size for labels of ``size`` (and, from a worker, the same with the edits on
+        top and their overlay rendered for ``key``); strokes are possible from now on."""
+        self._take_over()
+        self._overlay.set_preview(base, size, self._layer, confidence, preview_confidence, composed, overlay, key)
+        self._content_changed()
+
+    def set_labels(self, prediction: np.ndarray, composed: np.ndarray, confidence: ConfidenceSource | None,
+                   overlay: QImage | None = None, key: OverlayKey | None = None) -> None:
+        """The full-resolution model labels and composed labels (owned from now on), with their overlay if a worker
+        rendered it for ``key``; strokes made since ``expect_labels`` are replayed, a waiting fill runs."""
+        self._take_over()
+        self._prediction = prediction
+        if self._layer is not None and prediction.shape != self._layer.size:
+            logger.warning("Prediction %s does not match the edit layer %s; painting is off",
+                           prediction.shape, self._layer.size)
+            self._layer = None
+        self._overlay.confidence = confidence
+        self._overlay.set_full(composed, self.preview_box(), overlay, key)
+        dirty, self._labels_dirty = self._labels_dirty or [], None
+        for box in dirty:
+            self.recompose(box)
+        self._content_changed()
+        if self._pending_fill is not None:
+            x, y, label = self._pending_fill
+            self._cancel_pending_fill()
+            self._apply_fill(x, y, label)
+
+    def overlay_key(self) -> OverlayKey:
+        """What an overlay rendered elsewhere must have been rendered for (part table and style)."""
+        return self._overlay.key()
 
     def overlay_image(self) -> QImage:
-        """The overlay as drawn (premultiplied ARGB32, image-sized; null when nothing is shown)."""
-        return self._overlay_item.image()
+        """The full-resolution overlay as drawn (premultiplied ARGB32; null when not there). A large one re-renders
+        on a worker after a change: ``wait_for_overlay()`` first."""
+        return self._overlay_item.level(FULL)
+
+    def busy(self) -> bool:
+        """Whether a whole-overlay render or a fill is still waiting for its result."""
+        return self._overlay.busy() or self._pending_fill is not None
+
+    def wait_for_overlay(self, timeout_ms: int = 30_000) -> bool:
+        return self._overlay.wait(timeout_ms)
+
+    def shutdown(self) -> None:
+        """Stop background renders (before the widget goes away)."""
+        self._overlay.shutdown()
 
     def labels(self) -> np.ndarray | None:
-        """The composed label map shown (read-only by contract)."""
-        return self._labels
+        """The current image's composed full-resolution labels (read-only by contract; None until they are known)."""
+        return None if self._replacing else self._overlay.labels
 
     def set_parts(self, parts: PartTable | None) -> None:
         """The part table that names and colours label values; call again (or refresh_overlay) after it changes."""
-        self._parts = parts
+        self._overlay.parts = parts
         self.refresh_overlay()
 
+    def parts(self) -> PartTable | None:
+        return self._overlay.parts
+
     def set_style(self, style: OverlayStyle) -> None:
-        self._style = style
+        self._overlay.style = style
         self.refresh_overlay()
 
     def style(self) -> OverlayStyle:  # type: ignore[override]  # QWidget.style() is Qt's widget style
         """The overlay style (shadows QWidget.style(): use QApplication.style() for Qt's)."""
-        return self._style
+        return self._overlay.style
 
     def refresh_overlay(self, box: Box | None = None) -> None:
-        """Re-render the overlay, all of it or only ``box`` (rows, cols) of the label map."""
-        if self._labels is None or self._parts is None:
-            self._overlay_item.set_image(QImage())
-            return
-        lut = self._colour_lut()
-        if box is None or self._overlay_item.image().size().toTuple() != self._labels.shape[::-1]:
-            pixels = render_overlay(self._labels, self._parts, self._style, self._confidence, lut=lut)
-            self._overlay_item.set_image(rgba_to_qimage(pixels))
-            return
-        rows, cols = box
-        y0, y1, _ = rows.indices(self._labels.shape[0])
-        x0, x1, _ = cols.indices(self._labels.shape[1])
-        if y1 <= y0 or x1 <= x0:
-            return
-        pixels = render_overlay(self._labels, self._parts, self._style, self._confidence,
-                                (slice(y0, y1), slice(x0, x1)), lut=lut)
-        self._overlay_item.paste(x0, y0, rgba_to_qimage(pixels))
+        """Re-render the overlay, all of it (a large one on a worker) or only ``box`` (rows, cols)."""
+        if box is None:
+            self._overlay.refresh()
+        else:
+            self._overlay.refresh_box(box, self._layer)
 
-    def _colour_lut(self) -> np.ndarray:
-        key = (id(self._parts), self._parts.version, self._style)  # type: ignore[union-attr]
-        if key != self._lut_key:
-            self._lut = colour_lut(self._parts, self._style)  # type: ignore[arg-type]
-            self._lut_key = key
-        return self._lut  # type: ignore[return-value]
+    def _take_over(self) -> None:
+        """The first part of a new image arrived: drop everything of the old one."""
+        if self._replacing:
+            self._replacing = False
+            self._photo_item.clear()
+            self._overlay.clear()
+            self._image_size = None
+
+    def _content_changed(self) -> None:
+        """Scene rect for the current content; refit when its size changed or the view was fitted."""
+        rect = self._content_rect()
+        size = (round(rect.height()), round(rect.width()))
+        previous, self._shown_size = self._shown_size, size
+        self._update_scene_rect()
+        if not rect.isEmpty() and (self._fit_mode or size != previous):
+            self.zoom_fit()
 
     def _content_rect(self) -> QRectF:
         """The image (or, without one, the label map) in scene units."""
         if self._image_size is not None:
             height, width = self._image_size
-        elif self._labels is not None:
-            height, width = self._labels.shape
+        elif self._overlay.size() is not None:
+            height, width = self._overlay.size()  # type: ignore[misc]
         else:
             height, width = 0, 0
         return QRectF(0, 0, width, height)
@@ -284,8 +323,6 @@ class ImageCanvas(QGraphicsView):
         moved = self.viewportTransform().map(scene_point) - QPointF(anchor)
         self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + round(moved.x()))
         self.verticalScrollBar().setValue(self.verticalScrollBar().value() + round(moved.y()))
-        self._image_item.setTransformationMode(
-            Qt.TransformationMode.SmoothTransformation if value < 1.0 else Qt.TransformationMode.FastTransformation)
         if not math.isclose(before, value):
             self.zoomChanged.emit(value)
 
@@ -315,29 +352,6 @@ class ImageCanvas(QGraphicsView):
 
     def active_label(self) -> int:
         return self._active_label
-
-    def set_edit_target(self, layer: EditLayer | None, prediction_labels: np.ndarray | None) -> None:
-        """Where painting goes; what is shown stays set_annotation's (call recompose() to show the layer's state)."""
-        self._finish_stroke()
-        self._layer = layer
-        self._prediction = None if prediction_labels is None else np.asarray(prediction_labels)
-        if layer is not None and self._prediction is not None and self._prediction.shape != layer.size:
-            logger.warning("Prediction %s does not match the edit layer %s; painting is off",
-                           self._prediction.shape, layer.size)
-            self._layer, self._prediction = None, None
-
-    def recompose(self, box: Box | None = None) -> None:
-        """Re-read the edit layer (all, or ``box``) into the shown labels, e.g. after undo/redo from a menu."""
-        if self._layer is None or self._prediction is None:
-            return
-        if self._labels is None or box is None or self._labels.shape != self._layer.size:
-            self._labels = self._layer.composed(self._prediction).astype(np.uint16, copy=True)
-            self._update_scene_rect()
-            self.refresh_overlay()
-            return
-        edits = self._layer.data[box]
-        self._labels[box] = np.where(edits == UNSET, self._prediction[box], edits)
-        self.refresh_overlay(box)
 
     # ----- coordinates --------------------------------------------------------------------------------------------
     def _scene_point(self, view_pos: QPointF) -> QPointF:
@@ -418,10 +432,19 @@ class ImageCanvas(QGraphicsView):
         """Space held pans with any tool; True (event accepted) when ``event`` is that key, auto-repeat aside."""
         if event.key() != Qt.Key.Key_Space or event.isAutoRepeat():
             return False
-        self._space_held = held
-        self._update_cursor()
+        self.set_space_held(held)
         event.accept()
         return True
+
+    def set_space_held(self, held: bool) -> None:
+        """Space is down (pan with any tool) or up; the window calls this wherever the keyboard focus is."""
+        if held and self._stroke is not None:
+            self._finish_stroke()
+        self._space_held = bool(held)
+        self._update_cursor()
+
+    def space_held(self) -> bool:
+        return self._space_held
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -430,71 +453,11 @@ class ImageCanvas(QGraphicsView):
         else:
             self._update_scene_rect()
 
-    # ----- painting -----------------------------------------------------------------------------------------------
-    def _stroke_label(self) -> int:
-        return UNSET if self._tool == "eraser" else self._active_label
-
-    def _start_stroke(self, scene: QPointF) -> None:
-        if self._layer is None or self._prediction is None:
-            return
-        self._stroke = contextlib.ExitStack()
-        self._stroke.enter_context(self._layer.group())  # the whole drag is one undo step
-        self._stroke_changed = 0
-        self._stroke_last = None
-        self._continue_stroke(scene)
-
-    def _continue_stroke(self, scene: QPointF) -> None:
-        """Paint from the last mouse position to ``scene`` (pixel centres sit at integer layer coordinates)."""
-        if self._stroke is None or self._layer is None:
-            return
-        x, y = scene.x() - 0.5, scene.y() - 0.5
-        x0, y0 = self._stroke_last if self._stroke_last is not None else (x, y)
-        self._stroke_last = (x, y)
-        radius = float(self._brush_radius)
-        try:
-            changed = self._layer.stroke(x0, y0, x, y, radius, self._stroke_label())
-        except ValueError as exc:
-            logger.warning("Cannot paint: %s", exc)
-            self._finish_stroke()
-            return
-        if not changed:
-            return
-        self._stroke_changed += changed
-        reach = max(radius, 0.5)
-        height, width = self._layer.size
-        top, bottom = max(0, math.floor(min(y0, y) - reach)), min(height, math.ceil(max(y0, y) + reach) + 1)
-        left, right = max(0, math.floor(min(x0, x) - reach)), min(width, math.ceil(max(x0, x) + reach) + 1)
-        self.recompose((slice(top, bottom), slice(left, right)))
-
-    def _finish_stroke(self) -> None:
-        """Close the drag's undo group and tell listeners when something changed."""
-        if self._stroke is None:
-            return
-        stroke, self._stroke = self._stroke, None
-        self._stroke_last = None
-        stroke.close()
-        if self._stroke_changed:
-            self._stroke_changed = 0
-            self.edited.emit()
-
-    def _fill(self, scene: QPointF) -> None:
-        if self._layer is None or self._prediction is None:
-            return
-        pixel = self._pixel_at(scene)
-        if pixel is None:
-            return
-        try:
-            changed = self._layer.fill(pixel[0], pixel[1], self._active_label, self._prediction)
-        except ValueError as exc:
-            logger.warning("Cannot fill: %s", exc)
-            return
-        if changed:
-            self.recompose()
-            self.edited.emit()
-
     # ----- cursor and hover ---------------------------------------------------------------------------------------
     def _update_cursor(self) -> None:
-        if self._tool == "pan" or self._space_held:
+        if self._pending_fill is not None:
+            shape = Qt.CursorShape.BusyCursor
+        elif self._tool == "pan" or self._space_held:
             shape = Qt.CursorShape.OpenHandCursor
         else:
             shape = Qt.CursorShape.CrossCursor
@@ -516,7 +479,7 @@ class ImageCanvas(QGraphicsView):
             item.setVisible(bool(visible))
 
     def _emit_hover(self, scene: QPointF) -> None:
-        pixel = self._pixel_at(scene)
+        pixel = None if self._replacing else self._pixel_at(scene)
         self._set_hover("" if pixel is None else self.describe_pixel(*pixel))
 
     def _set_hover(self, text: str) -> None:
@@ -526,21 +489,4 @@ class ImageCanvas(QGraphicsView):
 
     def describe_pixel(self, x: int, y: int) -> str:
         """The status-bar text for a pixel, e.g. "x 120, y 45 · part_03 · 87 %" (name after merges, confidence)."""
-        text = f"x {x}, y {y}"
-        if self._labels is None or not (0 <= y < self._labels.shape[0] and 0 <= x < self._labels.shape[1]):
-            return text
-        value = int(self._labels[y, x])
-        if value == BACKGROUND:
-            name = "background"
-        elif value == IGNORE_LABEL:
-            name = "ignored"
-        elif self._parts is not None and value - 1 < self._parts.num_parts:
-            name = self._parts.display_name(value - 1)
-            if self._parts.is_ignored(value - 1):
-                name += " (ignored)"
-        else:
-            name = f"label {value}"
-        text += f" · {name}"
-        if self._confidence is not None:
-            text += f" · {round(float(self._confidence[y, x]) * 100)} %"
-        return text
+        return self._overlay.describe_pixel(x, y)

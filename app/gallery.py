@@ -131,7 +131,7 @@ class CropWorker(QThread):
     def run(self) -> None:
         req = self.request
         try:
-            project = AnnotationProject.open(req.project_dir)
+            project = AnnotationProject.open(req.project_dir, write=False)
         except MPAEError as exc:
             logger.warning("Gallery cannot open the project %s: %s", req.project_dir, exc)
             return
@@ -266,12 +266,13 @@ class PartGallery(QWidget):
             return
         members = tuple(parts.members(slot))
         wanted = set(members)
-        relpaths = tuple(r.relpath for r in project.records() if r.has_prediction and wanted & set(r.present))
+        relpaths = tuple(r.relpath for r in project.records()
+                         if (r.has_prediction or r.has_edits) and wanted & set(r.present))
         name = parts.display_name(slot)
         self.title_label.setText(f"{name} · {len(relpaths)} image{'' if len(relpaths) == 1 else 's'}")
         self._expected = min(len(relpaths), max(0, max_crops))
         if not self._expected:
-            self.status_label.setText("No predicted image shows this part." if not relpaths else "")
+            self.status_label.setText("No image shows this part yet." if not relpaths else "")
             self.loadFinished.emit()
             return
         try:
@@ -290,6 +291,10 @@ class PartGallery(QWidget):
         self._worker = worker
         self._set_status()
         worker.start(QThread.Priority.LowPriority)
+
+    def clear(self) -> None:
+        """Show nothing (another folder was opened, or none is): stops the current job."""
+        self.show_part(None, -1)
 
     def cancel(self) -> None:
         """Stop the current job (its remaining tiles are dropped)."""

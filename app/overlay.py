@@ -8,8 +8,9 @@ tables have K + 2 rows and IGNORE_LABEL is mapped onto the last row, so a 65 k-e
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PySide6.QtGui import QImage
@@ -23,8 +24,14 @@ if TYPE_CHECKING:  # PIL is only needed by pil_to_qimage's callers
 logger = logging.getLogger(__name__)
 
 Box = tuple[slice, slice]
+#: (rows, cols) → [len(rows), len(cols)] confidence of those pixels, computed on demand (never a whole map up front).
+ConfidenceSource = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-#: Colour of pixels marked "ignore" (IGNORE_LABEL) and, dimmer, of slots whose part is ignored.
+#: Byte offsets of red, green, blue and alpha in a 32-bit QImage pixel (0xAARRGGBB in the machine's byte order).
+_R, _G, _B, _A = (2, 1, 0, 3) if sys.byteorder == "little" else (1, 2, 3, 0)
+BAND_PIXELS = 2**20  # whole images are converted in bands of this many pixels
+
+#: Colour of "don't care" pixels (IGNORE_LABEL) and, dimmer, of slots whose part is exported as background.
 IGNORE_RGB = (128, 128, 128)
 IGNORED_SLOT_RGB = (96, 96, 96)
 
@@ -64,7 +71,7 @@ def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
     """uint8 [K + 2, 4] RGBA per label value: row 0 background, row k + 1 slot k, row K + 1 IGNORE_LABEL.
 
     Alpha already holds the style's opacity (255 in outline mode); hidden slots and background are transparent,
-    ignored slots are a dim grey at half alpha (or transparent without ``show_ignored``). Use :func:`lut_indices`
+    slots exported as background are a dim grey at half alpha (or transparent without ``show_ignored``). Use :func:`lut_indices`
     to turn a label map into row numbers.
     """
     k = parts.num_parts
@@ -73,7 +80,7 @@ def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
     for slot in range(k):
         if _slot_hidden(parts, slot, style):
             continue
-        if parts.is_ignored(slot):
+        if parts.is_background(slot):
             if style.show_ignored:
                 lut[slot + 1] = (*IGNORED_SLOT_RGB, alpha // 2)
             continue
@@ -94,11 +101,11 @@ def display_lut(parts: PartTable) -> np.ndarray:
 
 
 def heat_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
-    """bool [K + 2]: rows the heat map colours (visible, not ignored part slots)."""
+    """bool [K + 2]: rows the heat map colours (visible part slots not exported as background)."""
     k = parts.num_parts
     lut = np.zeros(k + 2, dtype=bool)
     for slot in range(k):
-        lut[slot + 1] = not _slot_hidden(parts, slot, style) and not parts.is_ignored(slot)
+        lut[slot + 1] = not _slot_hidden(parts, slot, style) and not parts.is_background(slot)
     return lut
 
 
@@ -177,6 +184,72 @@ def render_overlay(labels: np.ndarray, parts: PartTable, style: OverlayStyle, co
 
     out = out.view(np.uint8).reshape(out.shape + (4,))
     return np.ascontiguousarray(out[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0])
+
+
+def render_region(labels: np.ndarray, parts: PartTable, style: OverlayStyle, confidence: ConfidenceSource | None,
+                  box: Box | None = None, *, lut: np.ndarray | None = None) -> np.ndarray:
+    """:func:`render_overlay` of ``box`` that asks ``confidence`` for only the pixels it draws (plus the outline's
+    one-pixel margin), so a brush stroke or a band of a 12 MP overlay never needs an image-sized confidence map."""
+    y0, y1, x0, x1 = _normalise_box(box, labels.shape)
+    pad = 1 if style.outline_only else 0
+    py0, py1 = max(0, y0 - pad), min(labels.shape[0], y1 + pad)
+    px0, px1 = max(0, x0 - pad), min(labels.shape[1], x1 + pad)
+    conf = None
+    if style.heatmap and confidence is not None:
+        conf = confidence(np.arange(py0, py1), np.arange(px0, px1))
+    inner = (slice(y0 - py0, y1 - py0), slice(x0 - px0, x1 - px0))
+    return render_overlay(labels[py0:py1, px0:px1], parts, style, conf, inner, lut=lut)
+
+
+def render_overlay_image(labels: np.ndarray, parts: PartTable, style: OverlayStyle,
+                         confidence: ConfidenceSource | None = None, *, lut: np.ndarray | None = None,
+                         check: Callable[[], None] | None = None) -> QImage:
+    """The whole overlay as the premultiplied ARGB32 QImage a canvas draws, rendered and written in bands of rows:
+    memory stays bounded, ``check()`` (called between bands) lets a worker abandon a render nobody will see, and
+    numpy does the writing, so the GIL is free for the GUI thread all along."""
+    height, width = labels.shape
+    lut = colour_lut(parts, style) if lut is None else lut
+    image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
+    pixels = _pixels_of(image)
+    for top, bottom in _bands(height, width):
+        if check is not None:
+            check()
+        rgba = render_region(labels, parts, style, confidence, (slice(top, bottom), slice(0, width)), lut=lut)
+        alpha = rgba[..., 3].astype(np.uint16)
+        for channel, offset in ((0, _R), (1, _G), (2, _B)):
+            t = rgba[..., channel] * alpha + np.uint16(128)  # Qt's qPremultiply: round(x * a / 255)
+            pixels[top:bottom, :, offset] = (t + (t >> 8)) >> 8
+        pixels[top:bottom, :, _A] = rgba[..., 3]
+    return image
+
+
+def pil_to_rgb32(image: "Image.Image", check: Callable[[], None] | None = None) -> QImage:
+    """An RGB PIL image as an RGB32 QImage (the format the raster engine draws without converting), written band by
+    band with numpy: one QImage.convertToFormat of a 12 MP photo would hold the GIL, and so the GUI, for ~50 ms."""
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    qimage = QImage(width, height, QImage.Format.Format_RGB32)
+    pixels = _pixels_of(qimage)
+    for top, bottom in _bands(height, width):
+        if check is not None:
+            check()
+        band = pixels[top:bottom]
+        for channel, offset in ((0, _R), (1, _G), (2, _B)):
+            band[..., offset] = rgb[top:bottom, :, channel]
+        band[..., _A] = 255
+    return qimage
+
+
+def _bands(height: int, width: int) -> list[tuple[int, int]]:
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    return [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+
+def _pixels_of(image: QImage) -> np.ndarray:
+    """A writable [H, W, 4] uint8 view of a 32-bit QImage's pixels, bytes in memory order (see _R, _G, _B, _A)."""
+    height, width = image.height(), image.width()
+    rows = np.frombuffer(image.bits(), dtype=np.uint8).reshape(height, image.bytesPerLine())
+    return rows[:, : 4 * width].reshape(height, width, 4)
 
 
 def rgba_to_qimage(array: np.ndarray) -> QImage:

@@ -1,4 +1,4 @@
-"""The dataset-wide part table: name, colour, visibility and ignore flag of every model slot, plus merges.
+"""The dataset-wide part table: name, colour, visibility and "export as background" flag of every model slot, plus merges.
 
 A slot means the same part in every image, so this panel edits the project's :class:`PartTable` once for the whole
 folder. Every change goes through the table's own methods (which validate names and merges); the panel only shows
@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QSize,
     Qt,
     Signal,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -42,10 +44,10 @@ from .icons import icon
 
 logger = logging.getLogger(__name__)
 
-COL_COLOR, COL_NAME, COL_VISIBLE, COL_IGNORED, COL_COUNT, COL_GALLERY = range(6)
-HEADERS = ("", "Part", "", "Ignore", "Images", "")
+COL_COLOR, COL_NAME, COL_VISIBLE, COL_BACKGROUND, COL_COUNT, COL_GALLERY = range(6)
+HEADERS = ("", "Part", "", "As bg", "Images", "")
 HEADER_TIPS = ("Colour (double-click to change)", "Part name, the same in every image (F2 to rename)",
-               "Show or hide the part's overlay", "Ignored parts export as background (Del or I)",
+               "Show or hide the part's overlay", "Export as background: the part's pixels are written as background (0) (Del or I)",
                "Number of images the part appears in (double-click for its gallery)", "Show the part's gallery")
 
 
@@ -92,7 +94,7 @@ class PartsModel(QAbstractTableModel):
 
     #: A change the PartTable refused (its message says why); the old value stays.
     error = Signal(str)
-    #: The table changed through this model (rename, recolour, ignore).
+    #: The table changed through this model (rename, recolour, export as background).
     tableChanged = Signal()
     #: The hidden slots changed (frozenset of every hidden slot, merged members included).
     hiddenChanged = Signal(object)
@@ -103,6 +105,7 @@ class PartsModel(QAbstractTableModel):
         self._rows: list[_Row] = []
         self._counts: dict[int, int] = {}  # row slot → images (group-wide for roots)
         self._hidden: set[int] = set()  # hidden root slots
+        self.read_only = False  # the project is read-only here: the table can be looked at, not changed
 
     # ----- data source --------------------------------------------------------------------------------------------
     @property
@@ -204,10 +207,10 @@ class PartsModel(QAbstractTableModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        member = self._rows[index.row()].is_member
+        member = self._rows[index.row()].is_member or self.read_only
         if index.column() == COL_NAME and not member:
             flags |= Qt.ItemFlag.ItemIsEditable
-        if index.column() == COL_IGNORED and not member:
+        if index.column() == COL_BACKGROUND and not member:
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         return flags
 
@@ -218,7 +221,7 @@ class PartsModel(QAbstractTableModel):
         row, col = self._rows[index.row()], index.column()
         entry = parts[row.slot]
         hidden = row.root in self._hidden
-        ignored = parts.is_ignored(row.root)
+        as_background = parts.is_background(row.root)
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_NAME:
                 if row.is_member:
@@ -242,11 +245,11 @@ class PartsModel(QAbstractTableModel):
             if col == COL_GALLERY and not row.is_member:
                 return icon("gallery")
             return None
-        if role == Qt.ItemDataRole.CheckStateRole and col == COL_IGNORED and not row.is_member:
-            return Qt.CheckState.Checked if ignored else Qt.CheckState.Unchecked
-        if role == Qt.ItemDataRole.ForegroundRole and (row.is_member or ignored or hidden):
+        if role == Qt.ItemDataRole.CheckStateRole and col == COL_BACKGROUND and not row.is_member:
+            return Qt.CheckState.Checked if as_background else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.ForegroundRole and (row.is_member or as_background or hidden):
             return QColor(128, 128, 128)
-        if role == Qt.ItemDataRole.FontRole and col == COL_NAME and ignored and not row.is_member:
+        if role == Qt.ItemDataRole.FontRole and col == COL_NAME and as_background and not row.is_member:
             font = QFont()
             font.setStrikeOut(True)
             return font
@@ -274,6 +277,8 @@ class PartsModel(QAbstractTableModel):
         if parts is None or not index.isValid():
             return False
         row, col = self._rows[index.row()], index.column()
+        if self.read_only and col != COL_VISIBLE:
+            return False
         try:
             if col == COL_NAME and role == Qt.ItemDataRole.EditRole and not row.is_member:
                 name = str(value).strip()
@@ -285,8 +290,8 @@ class PartsModel(QAbstractTableModel):
                 if not color.isValid():
                     raise ValueError(f"{value!r} is not a colour.")
                 parts.recolor(row.root, (color.red(), color.green(), color.blue()))
-            elif col == COL_IGNORED and role == Qt.ItemDataRole.CheckStateRole and not row.is_member:
-                parts.ignore(row.slot, _is_checked(value))
+            elif col == COL_BACKGROUND and role == Qt.ItemDataRole.CheckStateRole and not row.is_member:
+                parts.set_as_background(row.slot, _is_checked(value))
             elif col == COL_VISIBLE and role in (Qt.ItemDataRole.EditRole, Qt.ItemDataRole.CheckStateRole):
                 self.set_hidden(row.slot, not _is_checked(value))
                 return True
@@ -303,7 +308,7 @@ class PartsModel(QAbstractTableModel):
 
 
 class PartsPanel(QWidget):
-    """The dock's part list: rename, recolour, hide, ignore and merge the dataset's parts."""
+    """The dock's part list: rename, recolour, hide, export as background and merge the dataset's parts."""
 
     partsChanged = Signal()
     visibilityChanged = Signal(object)  # frozenset[int] of hidden slots
@@ -333,14 +338,11 @@ class PartsPanel(QWidget):
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(26)
 
-        self.merge_button = self._tool_button("merge", "Merge", "Merge the selected parts into the first one "
-                                              "(the same label in every image)", self.merge_selected)
-        self.unmerge_button = self._tool_button("unmerge", "Un-merge", "Make the selected merged slots parts of "
-                                                "their own again", self.unmerge_selected)
-        self.ignore_button = self._tool_button("ignore", "Ignore", "Toggle ignore: ignored parts export as "
-                                               "background (Del or I)", self.toggle_ignore_selected)
-        self.gallery_button = self._tool_button("gallery", "Gallery", "Show crops of the selected part across the "
-                                                "folder", self._request_gallery)
+        self._build_actions()
+        self.merge_button = self._tool_button(self.act_merge)
+        self.unmerge_button = self._tool_button(self.act_unmerge)
+        self.background_button = self._tool_button(self.act_background)
+        self.gallery_button = self._tool_button(self.act_gallery)
         self.error_label = QLabel(self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c0392b;")
@@ -349,7 +351,7 @@ class PartsPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
         buttons.setSpacing(4)
-        for button in (self.merge_button, self.unmerge_button, self.ignore_button, self.gallery_button):
+        for button in (self.merge_button, self.unmerge_button, self.background_button, self.gallery_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -359,34 +361,75 @@ class PartsPanel(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.error_label)
 
-        self._add_shortcut("Toggle ignore", [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_I)],
-                           self.toggle_ignore_selected)
-        self._add_shortcut("Rename", [QKeySequence(Qt.Key.Key_F2)], self.rename_current)
-
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(
+            lambda pos: self.context_menu(pos).exec(self.view.viewport().mapToGlobal(pos)))
         self.model.error.connect(self._show_error)
         self.model.tableChanged.connect(self._table_changed)
         self.model.hiddenChanged.connect(lambda _hidden: self._emit_visibility())
+        self.model.hiddenChanged.connect(lambda _hidden: self._update_buttons())
         self.model.modelReset.connect(self._update_buttons)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.selectionModel().currentChanged.connect(lambda *_: self._update_buttons())
         self.view.clicked.connect(self._clicked)
         self.view.doubleClicked.connect(self._double_clicked)
         self._update_buttons()
 
-    def _tool_button(self, name: str, text: str, tip: str, slot: Any) -> QToolButton:
+    def _build_actions(self) -> None:
+        """The panel's commands, shared by its buttons, its context menu, its shortcuts and the shortcuts list."""
+        a = self._panel_action
+        self.act_rename = a("Rename part", self.rename_current, "Rename the part in every image", ["F2"])
+        self.act_color = a("Change colour…", lambda: self._for_active(self.pick_color), "The part's colour "
+                           "(double-click the swatch too)", ["Ctrl+K"])
+        self.act_merge = a("Merge parts", self.merge_selected, "Merge the selected parts into the first one "
+                           "(the same label in every image)", ["Ctrl+M"], "merge", "Merge")
+        self.act_unmerge = a("Un-merge", self.unmerge_selected, "Make the selected merged slots parts of their own "
+                             "again", ["Ctrl+Shift+M"], "unmerge")
+        self.act_background = a("Export as background", self.toggle_background_selected, "Export the selected parts "
+                                "as background (0), or as their own labels again", ["Del", "I"], "ignore",
+                                "As background")
+        self.act_visibility = a("Hide part", self.toggle_hidden_selected, "Show or hide the selected parts' overlay",
+                                ["Ctrl+H"], "visible")
+        self.act_gallery = a("Show the part's gallery", self._request_gallery, "Show crops of the selected part "
+                             "across the folder", ["Ctrl+G"], "gallery", "Gallery")
+
+    def _panel_action(self, text: str, slot: Any, tip: str, keys: list[str], icon_name: str | None = None,
+                      icon_text: str | None = None) -> QAction:
+        action = QAction(text, self.view)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.setIconText(icon_text or text)
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        shortcuts = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        action.setToolTip(f"{tip} ({shortcuts})")
+        action.triggered.connect(lambda _checked=False: slot())
+        self.view.addAction(action)
+        return action
+
+    def _tool_button(self, action: QAction) -> QToolButton:
         button = QToolButton(self)
-        button.setIcon(icon(name))
-        button.setText(text)
-        button.setToolTip(tip)
+        button.setDefaultAction(action)
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        button.clicked.connect(slot)
         return button
 
-    def _add_shortcut(self, text: str, keys: list[QKeySequence], slot: Any) -> None:
-        action = QAction(text, self.view)
-        action.setShortcuts(keys)
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.triggered.connect(slot)
-        self.view.addAction(action)
+    def shortcut_actions(self) -> list[QAction]:
+        """The panel's commands (their shortcuts work while the part list has the focus)."""
+        return [self.act_rename, self.act_color, self.act_merge, self.act_unmerge, self.act_background,
+                self.act_visibility, self.act_gallery]
+
+    def context_menu(self, pos: QPoint) -> QMenu:
+        """The menu for a right-click at ``pos`` (viewport coordinates): a click outside the selection selects the
+        clicked part first, so the commands act on what the person pointed at."""
+        index = self.view.indexAt(pos)
+        slot = self.model.row_slot(index.row()) if index.isValid() else None
+        if slot is not None and slot not in self.selected_slots():
+            self.select_slot(slot)
+        menu = QMenu(self)
+        for action in (self.act_rename, self.act_color, None, self.act_merge, self.act_unmerge, None,
+                       self.act_background, self.act_visibility, self.act_gallery):
+            menu.addSeparator() if action is None else menu.addAction(action)
+        return menu
 
     # ----- public API ---------------------------------------------------------------------------------------------
     def set_project(self, project: AnnotationProject | None) -> None:
@@ -408,6 +451,11 @@ class PartsPanel(QWidget):
 
     def hidden_slots(self) -> frozenset[int]:
         return self.model.hidden_slots()
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Turn off renaming, recolouring, merging and background flags (hiding parts still works)."""
+        self.model.read_only = read_only
+        self._update_buttons()
 
     def set_slot_hidden(self, slot: int, hidden: bool) -> None:
         """Hide or show a part's group (emits visibilityChanged when that changes anything)."""
@@ -462,16 +510,24 @@ class PartsPanel(QWidget):
         if targets and self._apply(lambda: [parts.unmerge(s) for s in targets]):
             self._reselect(targets, targets[0])
 
-    def toggle_ignore_selected(self) -> None:
-        """Ignore the selected groups, or un-ignore them when all are already ignored."""
+    def toggle_background_selected(self) -> None:
+        """Export the selected groups as background, or as their own labels again when all already are."""
         parts = self.model.parts
         if parts is None:
             return
-        roots = sorted({parts.root(s) for s in self.selected_slots()})
+        roots = self._selected_roots()
         if not roots:
             return
-        ignore = not all(parts.is_ignored(r) for r in roots)
-        self._apply(lambda: [parts.ignore(r, ignore) for r in roots])
+        as_background = not all(parts.is_background(r) for r in roots)
+        self._apply(lambda: [parts.set_as_background(r, as_background) for r in roots])
+
+    def toggle_hidden_selected(self) -> None:
+        """Hide the selected groups' overlay, or show them again when all are hidden."""
+        roots = self._selected_roots()
+        hide = not all(root in self.hidden_slots() for root in roots)
+        for root in roots:
+            self.model.set_hidden(root, hide)
+        self._update_buttons()
 
     def rename_current(self) -> None:
         """Start editing the current part's name in place (F2)."""
@@ -496,6 +552,8 @@ class PartsPanel(QWidget):
     # ----- internals ----------------------------------------------------------------------------------------------
     def _apply(self, change: Any) -> bool:
         """Run a PartTable change; a refusal shows its message and changes nothing else."""
+        if self.model.read_only:
+            return False
         try:
             change()
         except ValueError as exc:
@@ -550,14 +608,34 @@ class PartsPanel(QWidget):
             self._active = active
             self.activeSlotChanged.emit(-1 if active is None else active)
 
+    def _selected_roots(self) -> list[int]:
+        parts = self.model.parts
+        return [] if parts is None else sorted({parts.root(s) for s in self.selected_slots()})
+
+    def _for_active(self, command: Any) -> None:
+        if self._active is not None:
+            command(self._active)
+
     def _update_buttons(self) -> None:
         parts = self.model.parts
         selected = self.selected_slots()
-        groups = set() if parts is None else {parts.root(s) for s in selected}
-        self.merge_button.setEnabled(len(groups) >= 2)
-        self.unmerge_button.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
-        self.ignore_button.setEnabled(bool(groups))
-        self.gallery_button.setEnabled(len(groups) == 1)
+        groups = self._selected_roots()
+        editable = not self.model.read_only
+        current = self.view.currentIndex().row()
+        self.act_rename.setEnabled(editable and current >= 0 and not self.model.is_member_row(current))
+        self.act_color.setEnabled(editable and len(groups) == 1)
+        self.act_merge.setEnabled(editable and len(groups) >= 2)
+        self.act_unmerge.setEnabled(editable and parts is not None
+                                    and any(len(parts.members(s)) > 1 for s in selected))
+        self.act_background.setEnabled(editable and bool(groups))
+        all_background = bool(groups) and all(parts.is_background(g) for g in groups)
+        self.act_background.setText("Export as own labels again" if all_background else "Export as background")
+        self.act_background.setIconText("As background")
+        self.act_visibility.setEnabled(bool(groups))
+        all_hidden = bool(groups) and all(g in self.hidden_slots() for g in groups)
+        self.act_visibility.setText("Show part" if all_hidden else "Hide part")
+        self.act_visibility.setIcon(icon("visible" if all_hidden else "hidden"))
+        self.act_gallery.setEnabled(len(groups) == 1)
 
     def _clicked(self, index: QModelIndex) -> None:
         slot = self.model.row_slot(index.row())

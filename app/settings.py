@@ -49,12 +49,14 @@ class AppSettings:
     last_checkpoint: str | None = None
     device: str = "auto"
     backbone_weights: str | None = None
+    vgg_weights: str | None = None  # VGG-19 weights for training (the Train dialog)
     theme: str = "system"
     window_geometry: str | None = None  # base64 of QMainWindow.saveGeometry()
     window_state: str | None = None  # base64 of QMainWindow.saveState() (docks, toolbars)
     overlay_opacity: float = 0.5
     brush_radius: int = 12
     batch_size: int = 4
+    include_subfolders: bool = False  # for folders opened for the first time; a project keeps its own choice
 
     def add_recent_folder(self, folder: str | os.PathLike) -> None:
         text = str(Path(folder).resolve())

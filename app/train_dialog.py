@@ -7,13 +7,10 @@ Stop sends SIGTERM, which the trainer turns into a resumable checkpoint; a kill 
 """
 from __future__ import annotations
 
-import codecs
 import json
 import logging
-import math
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,9 +38,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .dialogs import button_row, dismiss_button
+from mpae_core.errors import MissingWeights
+
+from .dialogs import FileField, button_row, dismiss_button, missing_weights_sentence
 from .icons import icon
 from .loss_plot import LossPlot
+from .settings import AppSettings
+from .training_output import (LAST_STATE, LineSplitter, format_command, format_duration, progress_summary,
+                              read_new_records, run_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -53,102 +55,14 @@ DEFAULT_PRESETS: tuple[str, ...] = ("folder", "synthetic", "cub", "celeba", "par
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
 LOG_LINES = 2000
 POLL_MS = 500
+#: Presets that train from random frozen networks (training/presets.py): no weights files apply to them.
+PRESETS_WITHOUT_WEIGHTS = frozenset({"synthetic"})
+#: The weights fields, by the command-line option they fill.
+WEIGHT_LABELS = {"--backbone-weights": "Backbone weights", "--vgg-weights": "VGG-19 weights"}
+#: Evaluation scores drawn unless chosen otherwise (the rest, e.g. foreground-only ones, from the context menu).
+EVAL_SERIES = ("nmi", "ari")
 #: Keys of a metrics record that are bookkeeping, not loss terms to plot.
 NON_LOSS_KEYS = frozenset({"kind", "epoch", "step", "lr", "images_per_s", "time"})
-LAST_STATE = Path("checkpoints") / "last.safetensors"
-BEST_STATE = Path("checkpoints") / "best.safetensors"
-
-
-# ----- reading the run folder ----------------------------------------------------------------------------------------
-def read_new_records(path: str | os.PathLike, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """JSON objects of the complete lines of ``path`` after byte ``offset``, and the offset to read from next.
-
-    The trainer appends while we read, so a last line without its newline is left for the next call; malformed
-    lines are skipped (logged) rather than stopping the plot. A file shorter than ``offset`` was replaced, so it is
-    read again from the start; a missing file yields nothing.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            if os.fstat(f.fileno()).st_size < offset:
-                offset = 0
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], 0
-    except OSError as exc:
-        logger.warning("Cannot read the training metrics '%s': %s", path, exc)
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    records = []
-    for line in data[: end + 1].splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            logger.debug("Skipping a malformed line of %s: %r", path, line[:200])
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records, offset + end + 1
-
-
-def run_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint a finished run offers: best (selected on test NMI) if there is one, else last."""
-    for rel in (BEST_STATE, LAST_STATE):
-        path = Path(run_dir) / rel
-        if path.is_file():
-            return path
-    return None
-
-
-def format_command(command: Sequence[str]) -> str:
-    """The command as the user's shell would want it typed."""
-    return subprocess.list2cmdline(list(command)) if os.name == "nt" else shlex.join(command)
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class _LineSplitter:
-    """Turns a process's byte chunks into complete lines, treating text ended by a carriage return (tqdm's
-    progress bar) as a transient line that replaces itself instead of filling the log."""
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
-        self.transient = ""
-
-    def feed(self, data: bytes) -> list[str]:
-        self._buffer += self._decoder.decode(data)
-        lines: list[str] = []
-        while True:
-            cut = min((i for i in (self._buffer.find("\n"), self._buffer.find("\r")) if i >= 0), default=-1)
-            if cut < 0:
-                break
-            piece, sep = self._buffer[:cut], self._buffer[cut]
-            if sep == "\r" and self._buffer[cut + 1 : cut + 2] == "\n":
-                sep, cut = "\n", cut + 1
-            self._buffer = self._buffer[cut + 1 :]
-            if sep == "\n":
-                lines.append(piece)
-            elif piece.strip():
-                self.transient = piece.strip()
-        if self._buffer.strip():
-            self.transient = self._buffer.strip()
-        return lines
-
-    def flush(self) -> list[str]:
-        rest = self._buffer + self._decoder.decode(b"", final=True)
-        self._buffer = ""
-        return [rest] if rest.strip() else []
 
 
 # ----- the dialog -----------------------------------------------------------------------------------------------------
@@ -156,6 +70,7 @@ class TrainDialog(QDialog):
     """Configure, start, follow and stop a training run; offers the resulting checkpoint to the caller.
 
     ``command_prefix`` replaces ``[python, "-m", "training.run"]`` (tests run a fake trainer script with it).
+    ``settings`` (the app's) prefills the backbone and VGG-19 weights fields, and remembers the files chosen there.
     Signals: ``started()`` when the process is running, ``trainingFinished(exit_code)`` when it ended (-1 for a
     crash or a failed start), ``checkpointChosen(path)`` when the user loads the run's checkpoint. (Not named
     ``finished``: QDialog already has ``finished(int)`` for its own close result.)
@@ -170,7 +85,7 @@ class TrainDialog(QDialog):
                  device: str = "auto",
                  python: str = sys.executable, extra_env: dict[str, str] | None = None,
                  command_prefix: Sequence[str] | None = None, working_dir: str | os.PathLike | None = None,
-                 stop_timeout_s: float = 15.0) -> None:
+                 stop_timeout_s: float = 15.0, settings: AppSettings | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a model")
         self.setWindowIcon(icon("train"))
@@ -190,11 +105,12 @@ class TrainDialog(QDialog):
         self._steps_per_epoch: float | None = None
         self._last_record: dict[str, Any] | None = None
         self._started_at = 0.0
-        self._stdout = _LineSplitter()
-        self._stderr = _LineSplitter()
+        self._stdout = LineSplitter()
+        self._stderr = LineSplitter()
         self._stderr_tail: list[str] = []
         self._run_dir_auto = True
         self._exit_code: int | None = None
+        self._settings = settings
 
         self._build(list(presets) if presets else list(DEFAULT_PRESETS), data_folder, device)
         self._poll_timer = QTimer(self)
@@ -225,6 +141,18 @@ class TrainDialog(QDialog):
         self.run_edit = QLineEdit(str(self._fresh_run_dir()))
         self.run_edit.setToolTip("Where config.json, metrics.jsonl and checkpoints/ are written.")
         form.addRow("Run folder:", self._with_browse(self.run_edit, self._browse_run))
+
+        remembered = self._settings or AppSettings()
+        self.backbone_field = FileField("DINOv2 backbone weights", remembered.backbone_weights,
+                                        placeholder="empty: the download cache (needs internet the first time)")
+        self.backbone_field.setToolTip("model.safetensors of timm/vit_base_patch14_reg4_dinov2.lvd142m, for presets "
+                                       "that start from the pretrained DINOv2 backbone ('synthetic' needs none).")
+        self.vgg_field = FileField("VGG-19 weights", remembered.vgg_weights,
+                                   placeholder="empty: the download cache (needs internet the first time)")
+        self.vgg_field.setToolTip("model.safetensors of timm/vgg19.tv_in1k: the perceptual loss of training.")
+        form.addRow(WEIGHT_LABELS["--backbone-weights"] + ":", self.backbone_field)
+        form.addRow(WEIGHT_LABELS["--vgg-weights"] + ":", self.vgg_field)
+        self._weight_fields = {"--backbone-weights": self.backbone_field, "--vgg-weights": self.vgg_field}
 
         self.device_combo = QComboBox()
         self.device_combo.setEditable(True)
@@ -267,13 +195,22 @@ class TrainDialog(QDialog):
         self.error_label.hide()
 
         self.plot = LossPlot()
+        self.eval_plot = LossPlot(visible=EVAL_SERIES, log_y=False, x_label="step · test scores in %")
+        self.eval_plot.setMinimumWidth(200)
+        self.eval_plot.setToolTip("Test-set scores after each evaluation (presets with part labels).")
+        self.eval_plot.hide()  # shown with the first evaluation; a folder of photos has none
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.plot)
+        plots.addWidget(self.eval_plot)
+        plots.setStretchFactor(0, 3)
+        plots.setStretchFactor(1, 2)
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(LOG_LINES)
         self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.plot)
+        splitter.addWidget(plots)
         splitter.addWidget(self.log_view)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
@@ -309,7 +246,7 @@ class TrainDialog(QDialog):
         layout.addWidget(self.status_label)
         layout.addLayout(buttons)
 
-        for edit in (self.data_edit, self.extra_edit):
+        for edit in (self.data_edit, self.extra_edit, self.backbone_field.edit, self.vgg_field.edit):
             edit.textChanged.connect(self._update_command)
         self.run_edit.textChanged.connect(self._run_dir_edited)
         self.run_edit.textEdited.connect(lambda _: setattr(self, "_run_dir_auto", False))
@@ -347,6 +284,11 @@ class TrainDialog(QDialog):
         if self._run_dir_auto:
             self.run_edit.setText(str(self._fresh_run_dir()))
         self._update_command()
+        self._update_buttons()
+
+    def _weights_apply(self) -> bool:
+        """Whether the preset loads pretrained weights (the weights fields matter), unlike the random 'synthetic'."""
+        return self.preset_combo.currentText() not in PRESETS_WITHOUT_WEIGHTS
 
     def _run_dir_edited(self) -> None:
         can_resume = (self.run_dir() / LAST_STATE).is_file()
@@ -380,6 +322,9 @@ class TrainDialog(QDialog):
         device = self.device_combo.currentText().strip()
         if device and device != "auto":
             args += ["--device", device]
+        for option, field in self._weight_fields.items():
+            if field.path() is not None and self._weights_apply():
+                args += [option, str(field.path())]
         if self.epochs_spin.value() > 0:
             args += ["--epochs", str(self.epochs_spin.value())]
         if self.resume_check.isChecked():
@@ -399,6 +344,8 @@ class TrainDialog(QDialog):
         for widget in (self.data_edit, self.preset_combo, self.run_edit, self.device_combo, self.epochs_spin,
                        self.extra_edit):
             widget.setEnabled(not running)
+        for field in self._weight_fields.values():
+            field.setEnabled(not running and self._weights_apply())
         self.resume_check.setEnabled(not running and (self.run_dir() / LAST_STATE).is_file())
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running and not self._stop_requested)
@@ -422,6 +369,10 @@ class TrainDialog(QDialog):
             return "Choose the data folder to train on (for 'synthetic', an empty folder where it is generated)."
         if preset != "synthetic" and not Path(data).expanduser().is_dir():
             return f"The data folder '{data}' does not exist; choose a folder of training images."
+        for option, field in self._weight_fields.items():
+            if self._weights_apply() and field.path() is not None and not field.path().is_file():
+                return (f"The {WEIGHT_LABELS[option]} file '{field.path()}' does not exist; choose the file, or "
+                        "empty the field to use the download cache.")
         if not self.run_edit.text().strip():
             return "Choose a run folder where the checkpoints will be written."
         run_dir = self.run_dir()
@@ -442,8 +393,11 @@ class TrainDialog(QDialog):
             return False
         command = self.command()
         run_dir = self.run_dir()
+        self._remember_weights()
         self._reset_run_state()
         self.plot.clear()
+        self.eval_plot.clear()
+        self.eval_plot.hide()
         self.log_view.clear()
         self._append_log(f"$ {format_command(command)}")
 
@@ -483,7 +437,7 @@ class TrainDialog(QDialog):
         self._run_config = None
         self._steps_per_epoch = None
         self._last_record = None
-        self._stdout, self._stderr = _LineSplitter(), _LineSplitter()
+        self._stdout, self._stderr = LineSplitter(), LineSplitter()
         self._stderr_tail = []
         self.progress_label.clear()
         self.progress_label.hide()
@@ -500,7 +454,7 @@ class TrainDialog(QDialog):
         if self._process is not None:
             self._take_output(self._stderr, bytes(self._process.readAllStandardError()), True)
 
-    def _take_output(self, splitter: _LineSplitter, data: bytes, is_stderr: bool) -> None:
+    def _take_output(self, splitter: LineSplitter, data: bytes, is_stderr: bool) -> None:
         lines = splitter.feed(data)
         self._emit_lines(lines, is_stderr)
         if splitter.transient:
@@ -536,9 +490,13 @@ class TrainDialog(QDialog):
             epoch = record.get("epoch")
             if isinstance(epoch, (int, float)) and epoch > 0:
                 self._steps_per_epoch = step / epoch
-            scores = ", ".join(f"{k} {v:.2f}" for k, v in record.items()
-                               if k not in NON_LOSS_KEYS and isinstance(v, (int, float)))
-            self._append_log(f"evaluation after epoch {epoch}: {scores}")
+            scores = {k: v for k, v in record.items()
+                      if k not in NON_LOSS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self._append_log(f"evaluation after epoch {epoch}: "
+                             + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+            for key, value in scores.items():
+                self.eval_plot.add_point(key, step, value)
+            self.eval_plot.setVisible(bool(scores))
             return
         for key, value in record.items():
             if key not in NON_LOSS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -546,32 +504,13 @@ class TrainDialog(QDialog):
         self._last_record = record
 
     def _update_progress(self) -> None:
-        record = self._last_record
-        if record is None:
+        if self._last_record is None:
             return
-        cfg = self._run_config or {}
-        step, epoch = int(record.get("step", 0)), int(record.get("epoch", 0))
-        epochs = int(cfg.get("epochs") or 0)
-        max_steps = int(cfg.get("max_steps") or 0)
-        total = None
-        if max_steps > 0:
-            total = max_steps
-        elif self._steps_per_epoch and epochs:
-            total = self._steps_per_epoch * epochs
-        parts = [f"epoch {epoch + 1}/{epochs}" if epochs else f"epoch {epoch + 1}"]
-        parts.append(f"step {step}/{int(total)}" if total else f"step {step}")
-        ips = record.get("images_per_s")
-        if isinstance(ips, (int, float)) and ips > 0:
-            parts.append(f"{ips:.1f} images/s")
-            if total and cfg.get("batch_size") and step < total and self.is_running():
-                parts.append(f"about {_format_duration((total - step) * cfg['batch_size'] / ips)} left")
-        loss = record.get("total")
-        if isinstance(loss, (int, float)) and math.isfinite(loss):
-            parts.append(f"loss {loss:.4g}")
-        fraction = step / total if total else (epoch / epochs if epochs else 0.0)
+        fraction, text = progress_summary(self._last_record, self._run_config or {}, self._steps_per_epoch,
+                                          running=self.is_running())
         self.progress.setRange(0, 1000)
         self.progress.setValue(int(min(max(fraction, 0.0), 1.0) * 1000))
-        self.progress.setFormat(" · ".join(parts))
+        self.progress.setFormat(text)
 
     # ----- stop -----------------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -611,21 +550,48 @@ class TrainDialog(QDialog):
         self.poll_metrics()
         crashed = exit_status == QProcess.ExitStatus.CrashExit
         code = -1 if crashed else exit_code
-        elapsed = _format_duration(time.monotonic() - self._started_at)
+        elapsed = format_duration(time.monotonic() - self._started_at)
+        missing = None
         if self._stop_requested:
             if self._killed:
                 message = (f"Stopped by force after {self._stop_timeout_ms / 1000:.0f} s; the last checkpoint saved "
                            "before that can still be resumed.")
             else:
                 message = f"Stopped after {elapsed}; tick Resume and Start to continue this run."
-            ok = True
         elif code == 0:
-            message, ok = f"Training finished in {elapsed}.", True
+            message = f"Training finished in {elapsed}."
         else:
-            reason = "crashed" if crashed else f"failed (exit code {code})"
-            tail = "\n".join(self._stderr_tail[-4:]) or "no error output"
-            message, ok = f"Training {reason} after {elapsed}; see the log. Last messages:\n{tail}", False
-        self._finish(code, message, ok=ok)
+            missing = self._missing_weights()
+            message = self._failure_message(crashed, code, elapsed) if missing is None else self._advice(missing)
+        self._finish(code, message, ok=self._stop_requested or code == 0)
+        if missing is not None:
+            self._weight_fields[missing.option].edit.setFocus()  # the field to fill (enabled again by _finish)
+
+    def _failure_message(self, crashed: bool, code: int, elapsed: str) -> str:
+        reason = "crashed" if crashed else f"failed (exit code {code})"
+        tail = "\n".join(self._stderr_tail[-4:]) or "no error output"
+        return f"Training {reason} after {elapsed}; see the log. Last messages:\n{tail}"
+
+    def _missing_weights(self) -> MissingWeights | None:
+        """The pretrained weights the run stopped for want of (from its error output), if that is why."""
+        missing = MissingWeights.from_message("\n".join(self._stderr_tail))
+        return missing if missing is not None and missing.option in self._weight_fields else None
+
+    @staticmethod
+    def _advice(missing: MissingWeights) -> str:
+        """Missing weights in this dialog's terms: its fields, not the command line's options."""
+        return (f"Training could not start: {missing_weights_sentence(missing)} Download model.safetensors from "
+                f"{missing.url} (on any machine with internet), choose it in '{WEIGHT_LABELS[missing.option]}' "
+                "above, and Start again.")
+
+    def _remember_weights(self) -> None:
+        """The weights files chosen here become the app's remembered ones (the backbone file also loads models)."""
+        if self._settings is None:
+            return
+        if self.backbone_field.text():
+            self._settings.backbone_weights = self.backbone_field.text()
+        if self.vgg_field.text():
+            self._settings.vgg_weights = self.vgg_field.text()
 
     def _finish(self, code: int, message: str, *, ok: bool) -> None:
         self._poll_timer.stop()

@@ -5,7 +5,8 @@ It writes ``--images`` generated 640×480 JPEGs (random shapes and noise) to a t
 
 * inference alone: ``Predictor.logits`` over the already preprocessed images, ``--batch-size`` at a time;
 * the pipeline: ``mpae_core.batch.run_batch`` on the folder (listing, decoding and resizing in DataLoader workers,
-  the same Predictor, full-resolution label maps, palette PNGs, COCO RLE, coco.json and report.json);
+  the same Predictor, full-resolution label maps, palette PNGs, COCO RLE, coco.json, report.json and the run's
+  project: a prediction file per image and the index);
 * the pipeline's marginal rate: the extra images of a full run over a run on half of them, per extra second,
   which leaves out the fixed cost of starting processes (what a run of thousands of images sees).
 
@@ -43,6 +44,7 @@ from mpae_core.annotation.storage import write_png  # noqa: E402
 from mpae_core.backbone import resolve_backbone  # noqa: E402
 from mpae_core.annotation.export import coco_annotations_for  # noqa: E402
 from mpae_core.batch import BatchConfig, run_batch  # noqa: E402
+from mpae_core.batch.store import PredictionFiles  # noqa: E402
 from mpae_core.config import DEFAULT_BACKBONE, MPAEConfig  # noqa: E402
 from mpae_core.devices import resolve_device  # noqa: E402
 from mpae_core.images import load_image  # noqa: E402
@@ -141,7 +143,9 @@ def stage_costs(predictor: Predictor, paths: list[Path], table: PartTable, scrat
     torch.set_num_threads(1)  # as a DataLoader worker; the encode threads share the intra-op pool
     lut = channel_lut(table.num_parts + 1, table.slot_to_export_index())
     costs: dict[str, list[float]] = {k: [] for k in ("decode + EXIF", "resize (uint8)", "label map (label_map_at)",
-                                                     "palette PNG", "COCO RLE (coco_annotations_for)")}
+                                                     "palette PNG", "COCO RLE (coco_annotations_for)",
+                                                     "project prediction file (summary + npz)")}
+    prediction_files = PredictionFiles(scratch / "project", predictor.model.cfg.default_output_size)
     try:
         for path in paths[:20]:
             t0 = time.perf_counter()
@@ -159,7 +163,9 @@ def stage_costs(predictor: Predictor, paths: list[Path], table: PartTable, scrat
             t5 = time.perf_counter()
             coco_annotations_for(indices)
             t6 = time.perf_counter()
-            for key, seconds in zip(costs, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t6 - t5)):
+            prediction_files.write(path.name, logits.numpy(), (image.height, image.width), None)
+            t7 = time.perf_counter()
+            for key, seconds in zip(costs, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
                 seconds and costs[key].append(seconds)
     finally:
         torch.set_num_threads(torch_threads)
@@ -254,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(device_rows, [f"device work, batch of {args.batch_size} ({device.type})", "ms/image"],
                 args.markdown) + "\n")
     decode = costs["decode + EXIF"] + (0.0 if resize_on_device else costs["resize (uint8)"])
-    encode = costs["palette PNG"] + costs["COCO RLE (coco_annotations_for)"]
+    encode = (costs["palette PNG"] + costs["COCO RLE (coco_annotations_for)"]
+              + costs["project prediction file (summary + npz)"])
     if not maps_on_device:
         encode += costs["label map (label_map_at)"]
     print(f"CPU ceiling if the stages scaled perfectly: {config.num_workers} decoders x 1000/{decode:.1f} ms = "

@@ -1,8 +1,9 @@
 """The frozen DINOv2 backbone (timm) and where its weights come from.
 
 Weights are resolved in a fixed order (design.md): weights handed in by the caller (e.g. embedded in a checkpoint)
-→ an explicit local file (argument or ``MPAE_BACKBONE_WEIGHTS``) → timm's pretrained download, cached by the
-Hugging Face hub (``HF_HUB_OFFLINE=1`` is respected) → a clear error saying what to download. Random weights are
+→ an explicit local file (argument or ``MPAE_BACKBONE_WEIGHTS``) → timm's weights in the local Hugging Face cache
+(read without any network call) → a download into that cache, tried only after the hub answered a short probe
+(``HF_HUB_OFFLINE=1`` skips it) → a clear error saying what to download (:mod:`.hub_weights`). Random weights are
 used only when the caller asks for them (tests, the demo), never as a silent fallback.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from .errors import BackboneWeightsError
+from .errors import BackboneWeightsError, MissingWeights
+from .hub_weights import HUB, hub_repository, hub_weights_file
 from .weights_io import read_state_dict
 
 logger = logging.getLogger(__name__)
@@ -85,17 +87,17 @@ def load_backbone_state(backbone: FrozenBackbone, state_dict: Mapping[str, torch
     backbone.requires_grad_(False)
 
 
-def _download_pretrained(name: str, image_size: int, **kwargs: Any) -> FrozenBackbone:
-    try:
-        vit = timm.create_model(name, pretrained=True, num_classes=0, img_size=image_size, **kwargs)
-    except Exception as exc:  # network, offline cache miss, missing hub package: all mean "not available"
-        why = "offline mode" if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") else type(exc).__name__
-        raise BackboneWeightsError(
-            f"The pretrained weights of backbone {name} are not on this machine and could not be downloaded "
-            f"({why}); download model.safetensors from https://huggingface.co/timm/{name} and pass it with "
-            f"--backbone-weights PATH or set {BACKBONE_WEIGHTS_ENV}=PATH."
-        ) from exc
-    return FrozenBackbone(vit)
+def missing_backbone(name: str) -> MissingWeights:
+    """What to tell a user whose machine lacks backbone ``name``'s weights."""
+    return MissingWeights("DINOv2 backbone", name, f"{HUB}/{hub_repository(name) or 'timm/' + name}",
+                          "--backbone-weights", BACKBONE_WEIGHTS_ENV)
+
+
+def _load_file(backbone: FrozenBackbone, name: str, path: Path) -> FrozenBackbone:
+    state = read_state_dict(path, what="backbone weights", error=BackboneWeightsError)
+    load_backbone_state(backbone, state, f"'{path}'")
+    logger.info("Backbone %s: weights from %s", name, path)
+    return backbone
 
 
 def resolve_backbone(
@@ -113,15 +115,8 @@ def resolve_backbone(
         load_backbone_state(backbone, state_dict, "the checkpoint")
         return backbone
     path = weights_path or os.environ.get(BACKBONE_WEIGHTS_ENV) or None
-    if path:
-        path = Path(path)
-        backbone = create_backbone_architecture(name, image_size, on_meta=True, **kwargs)
-        load_backbone_state(backbone, read_state_dict(path, what="backbone weights", error=BackboneWeightsError), f"'{path}'")
-        logger.info("Backbone %s: weights from %s", name, path)
-        return backbone
-    if allow_random:
+    if not path and allow_random:
         logger.warning("Backbone %s: RANDOM weights (asked for explicitly); predictions are meaningless.", name)
         return create_backbone_architecture(name, image_size, **kwargs)
-    backbone = _download_pretrained(name, image_size, **kwargs)
-    logger.info("Backbone %s: pretrained weights from the timm / Hugging Face cache", name)
-    return backbone
+    backbone = create_backbone_architecture(name, image_size, on_meta=True, **kwargs)  # an unknown name fails here
+    return _load_file(backbone, name, Path(path) if path else hub_weights_file(name, missing_backbone(name)))

@@ -13,6 +13,7 @@ inference-only file predicts normally but refuses to train, and is saved inferen
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -339,3 +340,27 @@ def load_checkpoint(
     logger.info("Loaded %s (%s, K=%d, S=%d)", path, model.info.source_format, model.cfg.num_parts,
                 model.cfg.image_size)
     return model.to(resolve_device(device)).eval()
+
+
+#: Provenance key of a refined model: fingerprints of the models it descends from, nearest first.
+LINEAGE_KEY = "lineage"
+
+
+def model_fingerprint(model: MPAE) -> str:
+    """Who a model's part slots are: a digest of what decides them (backbone name, K, input size, and the stored
+    compress conv and PartFormer weights). The same model gives the same fingerprint in either file format and on
+    any machine (stored values are hashed, nothing is recomputed); any retraining changes it."""
+    digest = hashlib.sha256()
+    cfg = model.cfg
+    digest.update(json.dumps([cfg.backbone, cfg.num_parts, cfg.image_size]).encode())
+    for prefix, module in (("compress.", model.compress), ("partformer.", model.partformer)):
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def model_lineage(model: MPAE) -> list[str]:
+    """The fingerprints of the models this one was refined from (empty for a model trained from scratch)."""
+    lineage = model.info.provenance.get(LINEAGE_KEY) or []
+    return [str(f) for f in lineage] if isinstance(lineage, list) else []

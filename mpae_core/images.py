@@ -3,6 +3,12 @@
 Every image goes through :func:`load_image`, so every part of the program sees the
 same pixels (EXIF orientation applied, RGB, alpha flattened the same way) and fails
 with the same readable :class:`ImageLoadError` instead of a raw Pillow traceback.
+
+Phone photos: HEIC/HEIF through pillow-heif (its opener is registered here, so the app,
+the batch and training all read them), AVIF through Pillow's own plugin (Pillow 11.3+).
+pillow-heif applies a HEIF's rotation itself and resets the EXIF orientation to 1, and
+Pillow leaves an AVIF's EXIF orientation to us, so either way the pixels come out as a
+viewer shows them, rotated once.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MPAEError
+from .output_markers import is_output_folder
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,9 +31,23 @@ T = TypeVar("T")
 DEFAULT_MAX_PIXELS = 178_956_970
 _EXIF_ORIENTATION = 0x0112
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF files (iPhone photos) when pillow-heif is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        logger.debug("pillow-heif is not installed: HEIC/HEIF photos are not listed")
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_SUPPORTED = _register_heif()
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-    | {ext for ext in (".ppm", ".pgm") if ext in Image.registered_extensions()}
+    | {ext for ext in (".ppm", ".pgm", ".avif", ".heic", ".heif") if ext in Image.registered_extensions()}
 )
 
 
@@ -197,8 +218,9 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     """Image files in ``folder`` (by extension, any case), naturally sorted.
 
     Hidden files and folders (name starting with '.') are skipped, so a project's
-    ``.mpae/`` folder or macOS ``._x.jpg`` files are never listed.  Symlinked folders are
-    not followed when recursing (avoids cycles).
+    ``.mpae/`` folder or macOS ``._x.jpg`` files are never listed, and so are subfolders
+    that an export or a batch run wrote (:mod:`.output_markers`): masks are never photos.
+    Symlinked folders are not followed when recursing (avoids cycles).
     """
     root = Path(folder)
     if not root.exists():
@@ -212,9 +234,33 @@ def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
 
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = [d for d in dirnames if recursive and not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames
+                       if recursive and not d.startswith(".") and not is_output_folder(os.path.join(dirpath, d))]
         for name in filenames:
             full = Path(dirpath, name)
             if not name.startswith(".") and full.suffix.lower() in IMAGE_EXTENSIONS and full.is_file():
                 found.append(full)
     return sorted(found, key=lambda f: _natural_key(f.relative_to(root)))
+
+
+def load_preview(path: str | os.PathLike, box: tuple[int, int], *,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+    """A quick screen-sized look at ``path`` and its full (width, height) as displayed.
+
+    The image is what :func:`load_image` gives (EXIF orientation, RGB), scaled to fit ``box`` (width, height) and
+    never enlarged. JPEGs decode at 1/2..1/8 scale first, several times faster than a full decode, which is what lets
+    the app show a 12 MP photo at once and the full resolution a moment later.
+    """
+    p = Path(path)
+    full = image_size(p)
+    scale = min(box[0] / full[0], box[1] / full[1], 1.0)
+    fit = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
+
+    def decode(im: Image.Image) -> Image.Image:
+        stored_fit = fit if im.size == full else (fit[1], fit[0])  # the file stores rotated pixels (EXIF 5-8)
+        return _decode(im, p, max_pixels, draft=stored_fit)
+
+    preview = _to_rgb(_with_image(p, decode), p)
+    if preview.size != fit:
+        preview = preview.resize(fit, Image.BILINEAR, reducing_gap=2.0)
+    return preview, full

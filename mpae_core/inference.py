@@ -24,6 +24,9 @@ from .model import MPAE, upsample_logits
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BAND_BYTES = 64 * 2**20  # working memory for one band of upsampled logits
+#: A pixel is labelled clearly when its runner-up channel's logit lies at least this share of the pixel's logit range
+#: (best minus worst channel) below the best one (see :func:`clear_pixel_share`).
+CLEAR_MARGIN = 0.2
 
 
 def resize_for_model(image: Image.Image, image_size: int) -> torch.Tensor:
@@ -134,7 +137,7 @@ class PartPrediction:
     presence: np.ndarray  # [K] bool: the part covers at least one pixel of the summary label map
     area: np.ndarray  # [K] fraction of the image labelled with each part
     part_confidence: np.ndarray  # [K] mean max-probability over each part's pixels (0 where absent)
-    confidence: float  # mean max-probability over the whole image
+    confidence: float  # share of clearly labelled pixels (clear_pixel_share): how sure the model is of the image
 
     @property
     def num_parts(self) -> int:
@@ -155,7 +158,7 @@ class PartPrediction:
             presence=counts > 0,
             area=counts / labels.size,
             part_confidence=np.divide(conf_sums, counts, out=np.zeros(k), where=counts > 0),
-            confidence=float(confidence.mean()),
+            confidence=clear_pixel_share(logits, summary_size),
         )
 
     def probabilities(self, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -175,6 +178,23 @@ class PartPrediction:
         return _labels_and_confidence(self.logits, size or self.image_size)[1]
 
 
+def clear_pixel_share(logits: torch.Tensor, size: tuple[int, int] = (128, 128)) -> float:
+    """The share of a ``size`` map's pixels whose label is clear: best logit − runner-up > CLEAR_MARGIN × (best −
+    worst), for [Q, h, w] logits upsampled as the label maps are.
+
+    Why not the mean max-probability: MPAE's logits are unscaled dot products (hundreds apart), so the softmax is
+    saturated and that mean reads ~100 % on every image. The margin measured against the pixel's own logit range is
+    scale-free: it is small where two parts (or a part and the background) compete, which is what makes an image
+    worth reviewing first. A summary only: labels and probabilities do not depend on it.
+    """
+    clear = 0
+    for _, band in upsampled_bands(logits.detach().float().cpu(), size):
+        top2 = band.topk(2, dim=0).values
+        spread = top2[0] - band.min(dim=0).values
+        clear += int(((top2[0] - top2[1]) > CLEAR_MARGIN * spread).sum())
+    return clear / float(size[0] * size[1])
+
+
 def _row_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(first source row, weight of the next row) per output row, as ``bilinear_matrix`` (align_corners=False)."""
     src = np.maximum((np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5, 0.0)
@@ -182,7 +202,8 @@ def _row_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, (src - lo).astype(np.float32)
 
 
-def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: np.ndarray | None = None) -> np.ndarray:
+def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: np.ndarray | None = None, *,
+                 rows: slice | None = None) -> np.ndarray:
     """[H, W] label values of bilinearly upsampled logits: the same labels as taking the argmax of
     the full bilinear upsampling (``_labels_and_confidence``), 10-20x faster on the CPU, which is what lets the
     batch encoders keep up with the model.
@@ -192,7 +213,8 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: 
     pixels between rows that disagree (a part boundary, typically 10-20 % of the image) need all Q channels. The
     labels equal the full computation's except where two channels tie to float rounding (tests check this).
     Working memory stays under BAND_BYTES however large the image. ``lut`` (channel → value, :func:`channel_lut`)
-    replaces the default label values, e.g. by export indices, at no extra cost.
+    replaces the default label values, e.g. by export indices, at no extra cost. ``rows`` computes only those rows of
+    the [H, W] map (a band: the app builds a large map in steps it can abandon).
     """
     height, width = size
     values = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else logits.astype(np.float32)
@@ -201,6 +223,8 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: 
     cols = values @ _column_matrix(width, w)  # [Q, h, W]
     grid = cols.argmax(axis=0)  # [h, W] channel that wins on each upsampled row
     lo, frac = _row_taps(height, h)
+    if rows is not None:
+        lo, frac = lo[rows], frac[rows]
     labels = lut[grid][lo]  # right wherever the two rows around a pixel agree (or it lies on a row)
     between = (frac > 0) & (lo < h - 1)
     for i in np.unique(lo[between]):
@@ -217,6 +241,37 @@ def label_map_at(logits: torch.Tensor | np.ndarray, size: tuple[int, int], lut: 
             blend += a[None]  # [rows, n, Q], in place: this loop is most of the function's time
             labels[np.ix_(rows, mixed)] = lut[blend.argmax(axis=-1)]
     return labels
+
+
+def confidence_grid(logits: torch.Tensor | np.ndarray, size: tuple[int, int], rows: np.ndarray | None = None,
+                    cols: np.ndarray | None = None) -> np.ndarray:
+    """[len(rows), len(cols)] float32 max-probability of the [H, W] map at only those pixel rows and columns (all by
+    default): a hovered pixel, a painted box or a band of rows costs what it shows, not the whole image.
+
+    Equal to ``confidence_map(size)[np.ix_(rows, cols)]`` up to float rounding: the logits are upsampled along x by
+    the same bilinear weights, then each wanted row blends its two source rows (the only non-zero taps).
+    """
+    height, width = size
+    values = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else logits.astype(np.float32)
+    q, h, w = values.shape
+    rows = np.arange(height) if rows is None else np.asarray(rows, dtype=np.intp)
+    cols = np.arange(width) if cols is None else np.asarray(cols, dtype=np.intp)
+    sampled = values @ _column_matrix(width, w)[:, cols]  # [Q, h, n]
+    lo, frac = _row_taps(height, h)
+    lo, frac = lo[rows], frac[rows]
+    hi = np.minimum(lo + 1, h - 1)
+    out = np.empty((rows.size, cols.size), dtype=np.float32)
+    step = max(1, BAND_BYTES // (4 * q * max(cols.size, 1)))
+    for first in range(0, rows.size, step):
+        band = slice(first, first + step)
+        near = sampled[:, lo[band]]  # [Q, r, n]
+        blend = sampled[:, hi[band]] - near
+        blend *= frac[band][None, :, None]
+        blend += near
+        blend -= blend.max(axis=0, keepdims=True)
+        np.exp(blend, out=blend)
+        out[band] = 1.0 / blend.sum(axis=0)  # max softmax probability = 1 / sum_q exp(l_q - l_max)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -298,6 +353,15 @@ class Predictor:
         """One map per image at its own (H, W), through ``lut`` (channel → value), computed on the device; rows of
         ``batch`` past ``len(sizes)`` (padding) are ignored."""
         return device_label_maps(self._device_logits(batch)[: len(sizes)], sizes, lut)
+
+    @torch.inference_mode()
+    def logits_and_maps(self, batch: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                        lut: np.ndarray) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """``maps_at_sizes`` plus the [n, Q, h, w] fp32 logits on the CPU, from one model call (the batch keeps
+        both: the maps for its masks, the logits for its project)."""
+        logits = self._device_logits(batch)[: len(sizes)]
+        maps = device_label_maps(logits, sizes, lut)
+        return logits.float().cpu(), maps
 
     @torch.inference_mode()
     def label_maps(self, batch: torch.Tensor, output_size: tuple[int, int]) -> np.ndarray:

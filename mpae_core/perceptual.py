@@ -3,7 +3,8 @@
 The five slices end at relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1 (torchvision/timm ``features`` indices
 [0:2], [2:7], [7:12], [12:21], [21:30]). Only the convolutional trunk up to relu5_1 is built, so the 100 M-parameter
 classifier is never allocated. Weights resolve like the backbone's: explicit file / ``MPAE_VGG_WEIGHTS`` → timm's
-``vgg19.tv_in1k`` (Hugging Face cache) → a clear error; random only when asked for.
+``vgg19.tv_in1k`` (local Hugging Face cache, else a download after a short probe) → a clear error; random only
+when asked for.
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import logging
 import os
 from pathlib import Path
 
-import timm
 import torch
 from timm.models.vgg import VGG, cfgs
 from torch import nn
 
-from .errors import BackboneWeightsError
+from .errors import BackboneWeightsError, MissingWeights
+from .hub_weights import HUB, hub_weights_file
 from .weights_io import read_state_dict
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 VGG_WEIGHTS_ENV = "MPAE_VGG_WEIGHTS"
 VGG_PRETRAINED_TAG = "vgg19.tv_in1k"
 SLICE_BOUNDS = (0, 2, 7, 12, 21, 30)
+MISSING_VGG = MissingWeights("VGG-19", VGG_PRETRAINED_TAG, f"{HUB}/timm/{VGG_PRETRAINED_TAG}", "--vgg-weights",
+                             VGG_WEIGHTS_ENV)
 
 
 class PerceptualNetwork(nn.Module):
@@ -78,18 +81,9 @@ def resolve_perceptual_network(
     """The frozen VGG-19 perceptual network with weights from the first source that has them."""
     trunk = _vgg19_trunk()
     path = weights_path or os.environ.get(VGG_WEIGHTS_ENV) or None
-    if path:
-        _load_trunk(trunk, read_state_dict(Path(path), what="VGG-19 weights", error=BackboneWeightsError), f"'{path}'")
-    elif allow_random:
+    if not path and allow_random:
         logger.warning("VGG-19 perceptual network: RANDOM weights (asked for explicitly).")
-    else:
-        try:
-            full = timm.create_model(VGG_PRETRAINED_TAG, pretrained=True)
-        except Exception as exc:  # network, offline cache miss: both mean "not available"
-            raise BackboneWeightsError(
-                f"The VGG-19 weights needed for training are not on this machine and could not be downloaded "
-                f"({type(exc).__name__}); download model.safetensors from https://huggingface.co/timm/"
-                f"{VGG_PRETRAINED_TAG} and set {VGG_WEIGHTS_ENV}=PATH or pass --vgg-weights PATH."
-            ) from exc
-        _load_trunk(trunk, full.state_dict(), "timm's vgg19.tv_in1k")
+        return PerceptualNetwork(trunk)
+    path = Path(path) if path else hub_weights_file(VGG_PRETRAINED_TAG, MISSING_VGG)
+    _load_trunk(trunk, read_state_dict(path, what="VGG-19 weights", error=BackboneWeightsError), f"'{path}'")
     return PerceptualNetwork(trunk)

@@ -172,3 +172,30 @@ def test_on_change_and_version_follow_every_change():
     layer.undo()
     layer.redo()
     assert seen == [1, 2, 3]
+
+
+def test_changed_box_covers_each_change_undo_and_redo():
+    """A view redraws only changed_box after a change, undo or redo, so that box must hold every touched pixel."""
+    layer = EditLayer((40, 60))
+    assert layer.changed_box is None
+    with layer.group():
+        layer.brush(10, 10, 2, 1)
+        before = layer.data.copy()
+        layer.brush(40, 30, 3, 2)
+        rows, cols = layer.changed_box  # each change inside a group reports its own box
+    outside = np.ones(layer.size, bool)
+    outside[rows, cols] = False
+    assert (layer.data != before).any() and not outside[layer.data != before].any()
+    painted = layer.data.copy()
+    layer.undo()
+    rows, cols = layer.changed_box
+    assert (rows.start, cols.start) <= (8, 8) and rows.stop >= 34 and cols.stop >= 44  # both brushes of the step
+    outside = np.ones(layer.size, bool)
+    outside[rows, cols] = False
+    assert not outside[layer.data != painted].any()
+    layer.redo()
+    assert layer.changed_box == (rows, cols)
+    layer.fill(50, 2, IGNORE_LABEL, prediction())
+    rows, cols = layer.changed_box
+    assert (layer.data[rows, cols] == IGNORE_LABEL).any() and (layer.data == IGNORE_LABEL).sum() == (
+        layer.data[rows, cols] == IGNORE_LABEL).sum()

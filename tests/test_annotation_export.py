@@ -62,7 +62,7 @@ def test_png_export_holds_the_export_indices_with_palette_and_labels_files(tmp_p
     table = PartTable.default(K)
     table.rename(0, "head")
     table.merge([3], 1)
-    table.ignore(4)
+    table.set_as_background(4)
     items = label_maps()
     result = export_png(items, table, tmp_path)
     lut = np.array([0, 1, 2, 3, 2, 0])  # slot 3 → label of slot 1, slot 4 ignored
@@ -95,7 +95,7 @@ def test_table_changes_propagate_to_every_image_of_a_project(tmp_path):
     export_png(project, None, tmp_path / "before")
     project.parts.rename(2, "wing")
     project.parts.merge([0, 4], 2)
-    project.parts.ignore(1)
+    project.parts.set_as_background(1)
     export_png(project, None, tmp_path / "after")
     lut = np.zeros(IGNORE_LABEL + 1, dtype=np.uint8)
     lut[:K + 1] = [0, 1, 0, 1, 2, 1]  # labels: 1 = wing (slots 0, 2, 4), 2 = part_04 (slot 3)
@@ -216,7 +216,7 @@ def test_merge_coco_parts_renumbers_ids(tmp_path):
     with pytest.raises(ValueError, match="already added"):
         merge_coco_parts([parts[0], parts[0]], tmp_path / "twice.json")
     other = PartTable.default(K)
-    other.ignore(0)
+    other.set_as_background(0)
     with CocoWriter(tmp_path / "other.json", other) as writer:
         writer.add("x.jpg", items[0][1])
     with pytest.raises(ValueError, match="categories differ"):

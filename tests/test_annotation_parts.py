@@ -31,16 +31,16 @@ def test_merge_ignore_and_export_indices():
     table = PartTable.default(5)
     table.rename(0, "head")
     table.merge([2, 3], 0)
-    table.ignore(4)
+    table.set_as_background(4)
     labels = table.export_labels()
     assert [(l.index, l.name, sorted(l.slots)) for l in labels] == [(1, "head", [0, 2, 3]), (2, "part_02", [1])]
     assert table.slot_to_export_index().tolist() == [0, 1, 2, 1, 1, 0]
     assert table.display_name(3) == "head" and table.display_color(3) == table[0].color
-    assert table.is_ignored(4) and not table.is_ignored(2)
+    assert table.is_background(4) and not table.is_background(2)
     table.unmerge(3)
     assert table.slot_to_export_index().tolist() == [0, 1, 2, 1, 3, 0]
     assert table.export_labels()[2].name == "part_04"  # an un-merged slot gets its own name back
-    table.unignore(4)
+    table.set_as_background(4, False)
     assert table.slot_to_export_index().tolist() == [0, 1, 2, 1, 3, 4]
 
 
@@ -58,10 +58,10 @@ def test_merge_into_a_merged_slot_resolves_to_its_root_and_groups_move_together(
 
 @pytest.mark.parametrize("action, message", [
     (lambda t: t.merge(1, 1), "cannot be merged into itself"),
-    (lambda t: t.merge(7, 1), "no part slot 7"),
-    (lambda t: t.merge(1, -1), "no part slot -1"),
-    (lambda t: t.rename(9, "x"), "no part slot 9"),
-    (lambda t: t.unmerge(1), "not merged into another slot"),
+    (lambda t: t.merge(7, 1), "no part 8;"),
+    (lambda t: t.merge(1, -1), "no part 0;"),
+    (lambda t: t.rename(9, "x"), "no part 10;"),
+    (lambda t: t.unmerge(1), "not merged into another part"),
     (lambda t: t.rename(1, "  "), "cannot be empty"),
     (lambda t: t.rename(1, "a\nb"), "line breaks"),
     (lambda t: t.rename(1, "Background"), "reserved"),
@@ -80,11 +80,11 @@ def test_invalid_changes_say_what_is_wrong(action, message):
 def test_no_cycles_and_no_ignoring_merged_slots():
     table = PartTable.default(3)
     table.merge(2, 0)
-    with pytest.raises(ValueError, match="slot 2 is already merged into slot 0"):
+    with pytest.raises(ValueError, match="part 3 is already merged into part 1"):
         table.merge(0, 2)
-    with pytest.raises(ValueError, match="merged into slot 0"):
-        table.ignore(2)
-    with pytest.raises(ValueError, match=r"unmerge slots \[2\]"):
+    with pytest.raises(ValueError, match="merged into part 1"):
+        table.set_as_background(2)
+    with pytest.raises(ValueError, match=r"unmerge parts \[3\]"):
         table.unmerge(0)
     assert [table.root(s) for s in range(3)] == [0, 1, 0]
 
@@ -105,7 +105,7 @@ def test_json_round_trip_and_damaged_tables():
     table.rename(1, "wing")
     table.recolor(1, (1, 2, 3))
     table.merge(3, 1)
-    table.ignore(2)
+    table.set_as_background(2)
     restored = PartTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert restored == table
     assert restored.slot_to_export_index().tolist() == table.slot_to_export_index().tolist()

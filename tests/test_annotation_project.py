@@ -45,7 +45,7 @@ def filled_project(folder) -> AnnotationProject:
     project.mark_reviewed("sub/ç.png")
     project.parts.rename(0, "head")
     project.parts.merge(2, 0)
-    project.parts.ignore(3)
+    project.parts.set_as_background(3)
     return project
 
 
@@ -194,14 +194,14 @@ def test_a_failed_write_leaves_the_old_index_intact(folder, monkeypatch):
 
 def test_part_count_must_match_and_paths_stay_inside(folder):
     project = AnnotationProject.create(folder, parts=PartTable.default(K))
-    with pytest.raises(MPAEError, match="has 2 part slots but the project"):
+    with pytest.raises(MPAEError, match="has 2 parts but the project"):
         project.set_prediction("a.jpg", make_prediction(0, (30, 40), num_parts=2))
     with pytest.raises(ValueError, match="not a path inside the image folder"):
         project.set_prediction("../x.jpg", make_prediction(0, (30, 40)))
     with pytest.raises(ValueError, match="not a path inside"):
         normalize_relpath("/etc/passwd")
     assert normalize_relpath("./sub//x.jpg") == "sub/x.jpg"
-    with pytest.raises(MPAEError, match="no prediction yet"):
+    with pytest.raises(MPAEError, match="no prediction or edits yet"):
         project.label_map("b.png")
     with pytest.raises(KeyError, match="not an image of the project"):
         project.record("missing.jpg")

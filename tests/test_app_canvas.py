@@ -54,7 +54,7 @@ def test_colours_and_alpha_follow_the_part_table():
 def test_hidden_ignored_and_merged_slots():
     parts = PartTable.default(4)
     parts.merge(2, 0)  # slot 2 shows as slot 0
-    parts.ignore(3)
+    parts.set_as_background(3)
     out = render_overlay(stripes(), parts, OverlayStyle(opacity=1.0))
     assert tuple(out[0, 12, :3]) == parts[0].color != parts[2].color  # merged slot takes its root's colour
     assert tuple(out[0, 16]) == (*IGNORED_SLOT_RGB, 127)  # ignored slot: dim grey

@@ -20,7 +20,8 @@ from PySide6.QtGui import QColor, QPalette  # noqa: E402
 
 from app.export_dialog import ExportDialog  # noqa: E402
 from app.loss_plot import LossPlot, log_ticks, nice_ticks  # noqa: E402
-from app.train_dialog import TrainDialog, _LineSplitter, read_new_records  # noqa: E402
+from app.train_dialog import TrainDialog  # noqa: E402
+from app.training_output import LineSplitter, read_new_records  # noqa: E402
 from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -102,7 +103,7 @@ def test_read_new_records_handles_partial_and_malformed_lines(tmp_path):
 
 
 def test_line_splitter_keeps_progress_bars_out_of_the_log():
-    splitter = _LineSplitter()
+    splitter = LineSplitter()
     assert splitter.feed(b"first line\nsecond ") == ["first line"]
     assert splitter.feed(b"line\r\n\repoch 1:  10%|#") == ["second line"]
     assert splitter.transient == "epoch 1:  10%|#"
@@ -142,6 +143,9 @@ FAKE_TRAINER = textwrap.dedent('''
             time.sleep(0.05)
     if mode == "fail":
         print("error: the data folder has no images; choose another.", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if mode == "no-vgg":
+        print("error: " + os.environ["FAKE_ERROR"], file=sys.stderr, flush=True)
         sys.exit(1)
 
     with (out / "metrics.jsonl").open("a") as f:
@@ -225,10 +229,12 @@ def test_train_dialog_runs_a_fake_trainer(qtbot, tmp_path, fake_trainer):
         pass
     assert finished.args == [0]
     assert not dialog.is_running()
-    # every complete train record reached the plot; eval records went to the log, not the plot
+    # every complete train record reached the plot; eval records went to the log and their own plot
     assert dialog.plot.point_count("total") == 8
     assert dialog.plot.series("total")[0] == [float(s) for s in range(1, 9)]
     assert "nmi" not in dialog.plot.series_names()
+    assert dialog.eval_plot.series("nmi") == ([4.0, 8.0], [44.0, 48.0])
+    assert dialog.eval_plot.isVisible() and dialog.eval_plot.drawn_series() == ["nmi"]
     log = dialog.log_view.toPlainText()
     assert "fake trainer args: train --preset folder" in log
     assert "evaluation after epoch 2: nmi 48.00" in log
@@ -339,7 +345,8 @@ def test_export_dialog_writes_png_and_coco(qtbot, tmp_path, predicted_project):
     dialog.show()
     plain = ExportDialog(predicted_project)
     qtbot.addWidget(plain)
-    assert plain.out_dir() == predicted_project.images_folder / "export"
+    images = predicted_project.images_folder
+    assert plain.out_dir() == images.parent / f"{images.name}-labels"  # beside the photos, not among them
     _export(qtbot, dialog)
     result = dialog.result()
     assert result is not None and result.images == 6
@@ -354,6 +361,106 @@ def test_export_dialog_writes_png_and_coco(qtbot, tmp_path, predicted_project):
     dialog.open_folder()  # harmless offscreen
     qtbot.wait(50)
     _save_screenshot(dialog, "export_dialog.png")
+
+
+def test_export_dialog_asks_before_replacing_an_earlier_export_and_removes_its_leftovers(qtbot, tmp_path,
+                                                                                       predicted_project, monkeypatch):
+    import os
+
+    out = tmp_path / "labels"
+    asked = []
+    monkeypatch.setattr(ExportDialog, "ask_overwrite", lambda self, check: asked.append(check) or "overwrite")
+    first = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(first)
+    old_umask = os.umask(0o022)
+    try:
+        _export(qtbot, first)
+    finally:
+        os.umask(old_umask)
+    assert asked == [] and len(list((out / "masks").glob("*.png"))) == 6
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o644}, modes  # normal permissions, not mkstemp's 0600
+    (out / "my-notes.txt").write_text("not the export's")
+
+    relpath = predicted_project.relpaths()[2]
+    predicted_project.mark_reviewed(relpath)
+    second = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(second)
+    second.reviewed_radio.setChecked(True)
+    _export(qtbot, second)
+    assert [check.state.value for check in asked] == ["export"]
+    assert "holds an earlier export of 6 images" in asked[0].question()
+    assert [p.name for p in (out / "masks").glob("*.png")] == [Path(relpath).with_suffix(".png").name]
+    assert len(json.loads((out / "coco.json").read_text())["images"]) == 1
+    assert (out / "my-notes.txt").read_text() == "not the export's"
+    assert "Deleted 5 files of the earlier export" in second.message_label.text()
+
+
+def test_export_dialog_cancel_or_another_folder_leaves_the_folder_alone(qtbot, tmp_path, predicted_project,
+                                                                        monkeypatch):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.pdf").write_bytes(b"%PDF")
+    dialog = ExportDialog(predicted_project, default_out_dir=busy)
+    qtbot.addWidget(dialog)
+    monkeypatch.setattr(ExportDialog, "ask_overwrite", lambda self, check: "cancel")
+    assert not dialog.start_export()
+    assert sorted(p.name for p in busy.iterdir()) == ["thesis.pdf"]
+    assert "Nothing was exported" in dialog.message_label.text()
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setattr(ExportDialog, "ask_overwrite", lambda self, check: "choose")
+    monkeypatch.setattr(ExportDialog, "_browse", lambda self: self.out_edit.setText(str(elsewhere)) or True)
+    with qtbot.waitSignal(dialog.ended, timeout=20000) as ended:
+        assert dialog.start_export()
+    assert ended.args == ["done"] and dialog.out_dir() == elsewhere
+    assert len(list((elsewhere / "masks").glob("*.png"))) == 6
+    assert sorted(p.name for p in busy.iterdir()) == ["thesis.pdf"]
+    # the image folder itself is refused outright
+    dialog.out_edit.setText(str(predicted_project.images_folder))
+    assert not dialog.start_export()
+    assert "is the image folder itself" in dialog.message_label.text()
+
+
+def test_export_dialog_overwrite_question_screenshot(qtbot, tmp_path, predicted_project):
+    from mpae_core.annotation.export_folder import check_export_folder
+
+    out = tmp_path / "labels"
+    dialog = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(dialog)
+    _export(qtbot, dialog)
+    box, buttons = dialog.overwrite_question(check_export_folder(out))
+    assert box.windowTitle() == "Replace the earlier export?"
+    assert [buttons[a].text() for a in ("overwrite", "choose")] == ["Overwrite", "Choose another folder…"]
+    assert box.defaultButton() is buttons["choose"]
+    box.show()
+    qtbot.wait(50)
+    _save_screenshot(box, "export_overwrite_question.png")
+    box.close()
+
+
+def test_export_dialog_writes_the_other_formats_with_coco_polygons(qtbot, tmp_path, predicted_project):
+    out = tmp_path / "export"
+    dialog = ExportDialog(predicted_project, default_out_dir=out)
+    qtbot.addWidget(dialog)
+    assert not dialog.yolo_check.isChecked() and dialog.coco_style() == "rle"  # the defaults stay PNG + COCO RLE
+    dialog.png_check.setChecked(False)
+    for box in (dialog.yolo_check, dialog.labelme_check, dialog.cvat_check, dialog.voc_check):
+        box.setChecked(True)
+    dialog.coco_style_combo.setCurrentIndex(dialog.coco_style_combo.findData("polygons"))
+    assert dialog.formats() == ("coco", "yolo", "labelme", "cvat", "voc")
+    _export(qtbot, dialog)
+    result = dialog.result()
+    assert set(result.outputs) == {"coco", "yolo", "labelme", "cvat", "voc"} and not (out / "masks").exists()
+    coco = json.loads((out / "coco.json").read_text())
+    assert coco["annotations"] and all(isinstance(a["segmentation"], list) for a in coco["annotations"])
+    relpath = predicted_project.relpaths()[0]
+    stem = Path(relpath).with_suffix("").as_posix()
+    assert (out / "yolo" / "images" / relpath).read_bytes() == predicted_project.image_path(relpath).read_bytes()
+    assert (out / "yolo" / "labels" / f"{stem}.txt").is_file() and (out / "voc" / "labelmap.txt").is_file()
+    assert json.loads((out / "labelme" / f"{stem}.json").read_text())["imageData"] is None
+    assert "yolo" in dialog.message_label.text() and "cvat/annotations.xml" in dialog.message_label.text()
+    dialog.coco_check.setChecked(False)
+    assert not dialog.coco_style_combo.isEnabled()
 
 
 def test_export_dialog_needs_a_format(qtbot, predicted_project):
@@ -433,3 +540,69 @@ def test_export_dialog_reports_an_unwritable_folder(qtbot, tmp_path, predicted_p
     assert str(blocker) in message and "choose a folder you can write to" in message
     assert dialog.result() is None
     assert dialog.export_button.isEnabled()
+
+
+def test_train_dialog_weights_fields_come_from_the_app_and_go_to_the_command(qtbot, tmp_path, fake_trainer):
+    from app.settings import AppSettings
+
+    backbone = tmp_path / "dinov2.safetensors"
+    backbone.write_bytes(b"weights")
+    settings = AppSettings(backbone_weights=str(backbone))
+    dialog = _dialog(qtbot, tmp_path, fake_trainer, settings=settings)
+    assert dialog.backbone_field.text() == str(backbone) and dialog.vgg_field.text() == ""
+    command = dialog.command()
+    assert command[command.index("--backbone-weights") + 1] == str(backbone)
+    assert "--vgg-weights" not in command
+    dialog.preset_combo.setCurrentText("synthetic")  # random frozen networks: a DINOv2 file would not even fit
+    assert "--backbone-weights" not in dialog.command() and not dialog.backbone_field.isEnabled()
+    dialog.preset_combo.setCurrentText("folder")
+    assert dialog.backbone_field.isEnabled()
+    dialog.vgg_field.edit.setText(str(tmp_path / "missing-vgg.safetensors"))
+    assert not dialog.start()
+    assert "VGG-19 weights file" in dialog.error_label.text() and "does not exist" in dialog.error_label.text()
+    vgg = tmp_path / "vgg19.safetensors"
+    vgg.write_bytes(b"weights")
+    dialog.vgg_field.edit.setText(str(vgg))
+    assert "--vgg-weights" in dialog.command_edit.text()
+    with qtbot.waitSignal(dialog.trainingFinished, timeout=15000):
+        assert dialog.start()
+    assert settings.vgg_weights == str(vgg)  # remembered for the next time
+    assert f"--vgg-weights {vgg}" in dialog.log_view.toPlainText()
+
+
+def test_train_dialog_words_missing_weights_in_its_own_terms(qtbot, tmp_path, fake_trainer):
+    from mpae_core.errors import BackboneWeightsError
+    from mpae_core.perceptual import MISSING_VGG
+
+    cli = str(BackboneWeightsError.for_missing(MISSING_VGG.because("offline mode: HF_HUB_OFFLINE is set")))
+    dialog = _dialog(qtbot, tmp_path, fake_trainer, mode="no-vgg")
+    dialog._extra_env["FAKE_ERROR"] = cli
+    dialog.show()
+    with qtbot.waitSignal(dialog.trainingFinished, timeout=10000) as finished:
+        dialog.start()
+    assert finished.args == [1]
+    status = dialog.status_label.text()
+    assert "The VGG-19 weights (vgg19.tv_in1k) are not on this machine" in status
+    assert "choose it in 'VGG-19 weights' above" in status and "https://huggingface.co/timm/vgg19.tv_in1k" in status
+    assert "--vgg-weights" not in status and "MPAE_VGG_WEIGHTS" not in status
+    assert dialog.vgg_field.edit.hasFocus()
+    assert cli in dialog.log_view.toPlainText()  # the log keeps what the trainer said
+
+
+def test_loading_a_model_without_its_backbone_speaks_of_the_app_not_of_flags(qtbot, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from app.model_session import LoadRequest
+    from app.workers import ModelLoadWorker
+    from conftest import tiny_model
+    from mpae_core.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("MPAE_BACKBONE_WEIGHTS", raising=False)
+    light = save_checkpoint(tiny_model(), tmp_path / "light.safetensors")
+    worker = ModelLoadWorker(LoadRequest(light, device="cpu"))
+    failed = []
+    worker.failed.connect(lambda kind, message, request: failed.append((kind, message)))
+    worker.run()
+    assert failed == [("backbone", "The DINOv2 backbone weights (vit_small_patch14_reg4_dinov2) are not on this "
+                                   "machine and could not be downloaded (offline mode: HF_HUB_OFFLINE is set).")]

@@ -15,7 +15,7 @@ from app.parts_panel import (  # noqa: E402
     COL_COLOR,
     COL_COUNT,
     COL_GALLERY,
-    COL_IGNORED,
+    COL_BACKGROUND,
     COL_NAME,
     COL_VISIBLE,
     PartsPanel,
@@ -129,21 +129,21 @@ def test_ignore_toggle(qtbot, panel, predicted_project):
     parts = predicted_project.parts
     panel.select_slot(2)
     with qtbot.waitSignal(panel.partsChanged, timeout=1000):
-        panel.toggle_ignore_selected()
-    assert parts.is_ignored(2)
-    assert _cell(panel, 2, COL_IGNORED, Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
+        panel.toggle_background_selected()
+    assert parts.is_background(2)
+    assert _cell(panel, 2, COL_BACKGROUND, Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
     _activate(qtbot, panel)
     panel.view.setFocus()
     with qtbot.waitSignal(panel.partsChanged, timeout=1000):
         qtbot.keyClick(panel.view, Qt.Key.Key_I)
-    assert not parts.is_ignored(2)
+    assert not parts.is_background(2)
     with qtbot.waitSignal(panel.partsChanged, timeout=1000):
         qtbot.keyClick(panel.view, Qt.Key.Key_Delete)
-    assert parts.is_ignored(2)
+    assert parts.is_background(2)
     # the checkbox, as a click would set it
-    assert panel.model.setData(panel.model.index(0, COL_IGNORED), Qt.CheckState.Checked.value,
+    assert panel.model.setData(panel.model.index(0, COL_BACKGROUND), Qt.CheckState.Checked.value,
                                Qt.ItemDataRole.CheckStateRole)
-    assert parts.is_ignored(0)
+    assert parts.is_background(0)
 
 
 def test_f2_starts_rename(qtbot, panel, predicted_project):
@@ -205,14 +205,14 @@ def test_panel_without_project(qtbot, panel):
     panel.set_project(None)
     assert panel.model.rowCount() == 0 and panel.active_slot() is None and panel.hidden_slots() == frozenset()
     panel.merge_selected()
-    panel.toggle_ignore_selected()
+    panel.toggle_background_selected()
     panel.refresh()
 
 
 def test_panel_screenshot(qtbot, panel, predicted_project):
     predicted_project.parts.rename(0, "head")
     predicted_project.parts.merge([3], 1)
-    predicted_project.parts.ignore(2)
+    predicted_project.parts.set_as_background(2)
     panel.refresh()
     panel.set_slot_hidden(0, True)
     panel.select_slot(1)

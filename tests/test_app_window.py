@@ -104,6 +104,7 @@ def test_full_flow_open_predict_rename_merge_paint_export_reopen(qtbot, window, 
     assert project.parts.display_color(2) == project.parts.display_color(1)
     assert window.paint_label.findText("part_03") < 0  # a merged slot is painted as its root
     window.show_image("photo_00.jpg")
+    assert window.wait_for_display()  # the picture and labels arrive from workers
     labels = window.canvas.labels()
     assert labels is not None and labels.shape == (90, 120)
 
@@ -153,6 +154,7 @@ def test_full_flow_open_predict_rename_merge_paint_export_reopen(qtbot, window, 
     ARTIFACTS.mkdir(exist_ok=True)
     window.set_tool("pan")
     window.show_image("photo_01.jpg")
+    assert window.wait_for_display()
     qtbot.wait(100)
     window.file_model.wait_for_thumbnails()
     qtbot.wait(100)
@@ -267,10 +269,12 @@ def test_demo_opens_a_copy_loads_the_demo_checkpoint_and_predicts_every_image(qt
     assert win.project.images_folder == tmp_path / "data" / "demo" / "images"  # a copy: the repo stays clean
     assert not (DEMO_DIR / "images" / ".mpae").exists()
     assert win.session.checkpoint.name == "demo.safetensors"
+    assert win.wait_for_display()
     assert win.canvas.labels() is not None
     qtbot.waitUntil(lambda: not win.predicting, timeout=10_000)
     win.resize(1280, 800)
     win.show_image(win.project.relpaths()[3])
+    assert win.wait_for_display()
     win.file_model.wait_for_thumbnails()
     qtbot.wait(200)
     win.parts_panel.select_slot(0)
@@ -293,3 +297,23 @@ def test_switching_models_releases_the_old_one(qtbot, window, checkpoint):
     assert first() is None and window.session.model is not None
     window.session.unload()
     assert not window.session.loaded and window.session.describe() == "No model loaded"
+
+
+def test_closing_while_a_model_loads_asks_nothing_afterwards(qtbot, tmp_path, monkeypatch):
+    """A load that fails (or finishes) after the window closed must not open a dialog over nothing, nor crash."""
+    from app import window as window_module
+    from app.settings import AppSettings
+    from app.window import MainWindow
+
+    no_backbone = save_checkpoint(tiny_model(), tmp_path / "nobackbone.safetensors", embed_backbone=False)
+    monkeypatch.delenv("MPAE_BACKBONE_WEIGHTS", raising=False)
+    asked = []
+    monkeypatch.setattr(window_module.dialogs, "ask_backbone_weights", lambda parent, msg: asked.append(msg))
+    for _ in range(3):
+        win = MainWindow(AppSettings(batch_size=2), save_settings=False)
+        win.show()
+        assert win.load_checkpoint(no_backbone)
+        win.close()  # waits for the loader; its answer is still queued
+        qtbot.wait(200)
+        assert asked == [] and not win.session.loaded
+        win.deleteLater()

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +19,12 @@ from pycocotools.coco import COCO
 
 from app.main import main
 from conftest import tiny_model
+from mpae_core.annotation import AnnotationProject, ImageStatus
 from mpae_core.annotation.export import coco_annotations_for
 from mpae_core.annotation.parts import PartTable
 from mpae_core.batch import BatchConfig, run_batch
 from mpae_core.inference import _labels_and_confidence, label_map_at
-from mpae_core.checkpoint import save_checkpoint
+from mpae_core.checkpoint import load_checkpoint, model_fingerprint, save_checkpoint
 from mpae_core.images import load_image
 from mpae_core.inference import PartPrediction, Predictor
 
@@ -369,12 +372,17 @@ def test_rerun_skips_finished_images_and_keeps_coco_complete(first_run, folder, 
     assert_coco_matches_masks(out, report)
 
 
-def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
-    images = tmp_path / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(1)
+def three_images(folder: Path, seed: int) -> Path:
+    """im0..im2.png, 20-22 x 30 noise, in ``folder``."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
     for i in range(3):
-        _noise(rng, 20 + i, 30).save(images / f"im{i}.png")
+        _noise(rng, 20 + i, 30).save(folder / f"im{i}.png")
+    return folder
+
+
+def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
+    images = three_images(tmp_path / "imgs", seed=1)
     out = tmp_path / "out"
     assert main(["batch", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--format", "png",
                  "--workers", "0"]) == 0
@@ -385,6 +393,57 @@ def test_clean_folder_exits_0_and_png_only_format(checkpoint, tmp_path, capsys):
     assert {e["status"] for e in report["images"]} == {"skipped"}
     assert_coco_matches_masks(out, report)
     assert "3 images: 0 done, 3 skipped" in capsys.readouterr().out
+
+
+def test_a_rerun_over_fewer_images_removes_their_masks_and_keeps_other_files(checkpoint, tmp_path):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        _noise(rng, 20, 24 + i).save(images / f"im{i}.png")
+    out = tmp_path / "out"
+    args = ["batch", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0"]
+    assert main(args) == 0
+    (out / "README.txt").write_text("my notes")
+    (images / "im1.png").unlink()
+    assert main(args) == 0
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == ["im0.png", "im2.png"]
+    assert sorted(p.name for p in (out / ".mpae-batch").rglob("*.json")) == ["im0.png.json", "im2.png.json"]
+    report = report_of(out)
+    assert [e["status"] for e in report["images"]] == ["skipped", "skipped"]
+    assert_coco_matches_masks(out, report)
+    assert (out / "README.txt").read_text() == "my notes"
+
+
+def test_yolo_labelme_cvat_voc_and_coco_polygons_come_from_the_masks(checkpoint, tmp_path):
+    """Derived formats: written at the end through the app's exporter from the PNG masks (written even without
+    'png'), and rebuilt by a re-run that skips every image."""
+    images = three_images(tmp_path / "imgs", seed=2)
+    out = tmp_path / "out"
+    args = ["batch", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0",
+            "--format", "coco,yolo,labelme,cvat,voc", "--coco-style", "polygons"]
+    assert main(args) == 0
+    report = report_of(out)
+    assert report["coco_style"] == "polygons" and report["formats"] == ["coco", "yolo", "labelme", "cvat", "voc"]
+    masks = masks_of(out)
+    assert sorted(masks) == ["im0.png", "im1.png", "im2.png"]
+    assert_coco_matches_masks(out, report)
+    coco = json.loads((out / "coco.json").read_text(encoding="utf-8"))
+    assert all(isinstance(a["segmentation"], list) for a in coco["annotations"])
+    assert not list((out / ".mpae-batch").rglob("*.png.json"))  # no RLE caches (<mask>.json) for a polygon COCO
+    assert sorted(p.name for p in (out / "yolo" / "labels").iterdir()) == ["im0.txt", "im1.txt", "im2.txt"]
+    assert (out / "yolo" / "images" / "im1.png").read_bytes() == (images / "im1.png").read_bytes()
+    assert (out / "yolo" / "data.yaml").is_file()
+    labelme = json.loads((out / "labelme" / "im2.json").read_text(encoding="utf-8"))
+    assert (out / "labelme" / labelme["imagePath"]).resolve() == (images / "im2.png").resolve()
+    assert len(ET.parse(out / "cvat" / "annotations.xml").getroot().findall("image")) == 3
+    for name, mask in masks.items():
+        with Image.open(out / "voc" / "SegmentationClass" / name) as voc:
+            assert np.array_equal(np.asarray(voc), mask)
+    (out / "cvat" / "annotations.xml").unlink()
+    assert main(args) == 0
+    assert {e["status"] for e in report_of(out)["images"]} == {"skipped"}
+    assert len(ET.parse(out / "cvat" / "annotations.xml").getroot().findall("image")) == 3
 
 
 def test_another_checkpoint_redoes_everything(checkpoint, tmp_path):
@@ -461,6 +520,28 @@ def test_batch_runs_without_qt_or_a_display(checkpoint, tmp_path):
     assert "1 images: 1 done" in done.stdout
 
 
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_decoding_worker_error_ends_the_run_with_one_sentence(checkpoint, tmp_path):
+    """A failure in a decoding worker process outside the per-file handling (forked workers inherit the patch):
+    exit 2 with one line within seconds, not a traceback and a hang (the workers ignore SIGTERM)."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    _noise(np.random.default_rng(6), 24, 24).save(images / "x.jpg")
+    code = ("import multiprocessing, sys; multiprocessing.set_start_method('fork', force=True); "
+            "import mpae_core.batch.decode as decode; from app.main import main\n"
+            "def broken(self, i): raise TypeError('injected worker failure')\n"
+            "decode.ImageDataset.__getitem__ = broken\n"
+            f"sys.exit(main(['batch', {str(images)!r}, '--checkpoint', {str(checkpoint)!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--workers', '2', '--device', 'cpu']))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"batch did not exit after a worker error: {exc.stderr!r:.2000}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "TypeError: injected worker failure" in last and "--workers 0" in last
+
+
 def test_authors_pth_checkpoint(official_celeba_path, tmp_path):
     images = tmp_path / "imgs"
     images.mkdir()
@@ -505,3 +586,15 @@ def test_two_cpu_ranks_match_one_process(first_run, folder, checkpoint, tmp_path
             assert entry["mask"] == expected[entry["file"]]["mask"]
             np.testing.assert_array_equal(mask_of(out, entry), mask_of(single, expected[entry["file"]]))
     assert {e["file"] for e in report["images"] if e["status"] == "ok"} == set(good)
+    # one project: each rank wrote its images' predictions, rank 0 recorded them all and removed the hand-ins
+    project = AnnotationProject.open(out, write=False)
+    assert not list((out / ".mpae-batch").glob("project.rank*"))
+    fingerprint = model_fingerprint(load_checkpoint(checkpoint))
+    assert project.model_family == [fingerprint] and set(project.relpaths()) == set(good) | set(BROKEN)
+    for entry in report["images"]:
+        record = project.record(entry["file"])
+        if entry["status"] == "error":
+            assert record.status is ImageStatus.ERROR and record.error == entry["error"]
+            continue
+        assert record.status is ImageStatus.PREDICTED and record.model == fingerprint
+        np.testing.assert_array_equal(project.parts.to_export(project.label_map(entry["file"])), mask_of(out, entry))

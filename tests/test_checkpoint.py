@@ -101,7 +101,51 @@ def test_missing_file(tmp_path):
 def test_text_file_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("hello")
-    assert "not a PyTorch/safetensors checkpoint" in _error(path)
+    assert f"'{path}' is not a checkpoint (it is a text file)" in _error(path)
+
+
+CHOOSE = "choose a .safetensors or .pth file made by MPAE or this app"
+
+
+@pytest.mark.parametrize("name", ["bird.jpg", "bird.pth", "bird.safetensors"])
+def test_a_photo_is_not_a_checkpoint(tmp_path, name):
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(path, format="JPEG")
+    assert _error(path) == f"'{path}' is not a checkpoint (it is a JPEG image); {CHOOSE}."
+
+
+def test_other_files_that_are_not_checkpoints(tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    png = tmp_path / "mask.png"
+    Image.new("P", (8, 8)).save(png)
+    assert "is not a checkpoint (it is a PNG image)" in _error(png)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.txt", "hello")
+    assert "is not a checkpoint (it is a ZIP archive that holds no PyTorch checkpoint)" in _error(archive)
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(7, 256)) * 20)
+    assert "is not a checkpoint (it is neither a safetensors nor a PyTorch file)" in _error(noise)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    assert "is not a checkpoint (it is an empty file (0 bytes))" in _error(empty)
+
+
+def test_a_photo_given_as_backbone_weights(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "dinov2.png"
+    Image.new("RGB", (8, 8)).save(photo)
+    light = save_checkpoint(tiny_model(), tmp_path / "light.safetensors")
+    with pytest.raises(BackboneWeightsError) as info:
+        load_checkpoint(light, backbone_weights=photo)
+    assert str(info.value) == (f"'{photo}' is not a file of backbone weights (it is a PNG image); choose the "
+                               "backbone weights file (.safetensors, .pth or .bin).")
 
 
 def test_truncated_safetensors(tmp_path):
@@ -256,3 +300,19 @@ def test_read_training_weights_of_full_files(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(other))
     with pytest.raises(CheckpointError, match="not an MPAE Annotator checkpoint"):
         read_training_weights(other)
+
+
+def test_fingerprint_follows_the_part_defining_weights_across_formats(official_celeba_model, tmp_path):
+    from mpae_core.checkpoint import model_fingerprint, model_lineage
+
+    fingerprint = model_fingerprint(official_celeba_model)
+    path = save_checkpoint(official_celeba_model, tmp_path / "converted.safetensors", embed_backbone=True)
+    converted = load_checkpoint(path)
+    assert model_fingerprint(converted) == fingerprint  # .pth and its conversion are the same model
+    assert model_lineage(converted) == []
+    with torch.no_grad():
+        converted.partformer.state_dict()[next(iter(converted.partformer.state_dict()))].add_(1e-3)
+    assert model_fingerprint(converted) != fingerprint
+    refined = save_checkpoint(converted, tmp_path / "refined.safetensors", embed_backbone=True,
+                              provenance={"lineage": [fingerprint]})
+    assert model_lineage(load_checkpoint(refined)) == [fingerprint]

@@ -79,6 +79,40 @@ def test_exif_orientation_rotates_pixels(tmp_path, orientation, red_at):
         assert _close(im.getpixel(corner), RED if corner == red_at else BLUE, 40), corner
 
 
+def _phone_photo(tmp_path: Path, fmt: str, orientation: int) -> Path:
+    """The 40x20 red-corner picture as a HEIC or AVIF with an EXIF orientation, or a skip naming what is missing."""
+    if fmt == "HEIF":
+        if not images.HEIF_SUPPORTED:
+            pytest.skip("pillow-heif is not installed, so HEIC photos are not supported here")
+        import pillow_heif
+
+        if not pillow_heif.libheif_info().get("HEIF"):
+            pytest.skip("this pillow-heif has no HEVC encoder to write a test HEIC")
+    elif ".avif" not in Image.registered_extensions():
+        pytest.skip("this Pillow was built without AVIF support")
+    im = Image.new("RGB", (40, 20), BLUE)
+    im.paste(RED, (0, 0, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    suffix = ".heic" if fmt == "HEIF" else ".avif"
+    try:
+        return _saved(tmp_path, f"phone{orientation}{suffix}", im, format=fmt, quality=95, exif=exif.tobytes())
+    except (OSError, KeyError) as exc:
+        pytest.skip(f"no {fmt} encoder available here ({exc})")
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+@pytest.mark.parametrize("orientation, red_at", [(6, (17, 2)), (8, (2, 37))])
+def test_phone_photos_load_rotated_as_shown(tmp_path, fmt, orientation, red_at):
+    path = _phone_photo(tmp_path, fmt, orientation)
+    assert image_size(path) == (20, 40)
+    im = load_image(path)
+    assert im.mode == "RGB" and im.size == (20, 40)
+    for corner in [(2, 2), (17, 2), (2, 37), (17, 37)]:
+        assert _close(im.getpixel(corner), RED if corner == red_at else BLUE, 40), corner
+    assert list_images(tmp_path) == [path]
+
+
 @pytest.mark.parametrize("orientation, expected", [(1, (40, 20)), (6, (20, 40)), (8, (20, 40))])
 def test_image_size_applies_exif(tmp_path, orientation, expected):
     assert image_size(_exif_jpeg(tmp_path, orientation)) == expected
@@ -347,6 +381,19 @@ def test_list_images_recursive_skips_hidden(tree):
     assert all(p.is_absolute() == tree.is_absolute() for p in list_images(tree))
 
 
+def test_list_images_skips_exports_and_batch_outputs_wherever_they_are(tree):
+    for rel in ["export/masks/img1.png", "export/.mpae-export.json", "sub/deep/labels/masks/a.png",
+                "sub/deep/labels/.mpae-export.json", "runs/out/masks/b.png", "sub/deep/c.jpg"]:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(b"x")
+    (tree / "runs" / "out" / ".mpae-batch").mkdir()
+    got = [p.relative_to(tree).as_posix() for p in list_images(tree, recursive=True)]
+    assert got == ["img1.jpg", "img2.PNG", "img10.png", "sub/a.jpeg", "sub/deep/c.jpg", "sub2/IMG3.TIF",
+                   "sub2/scan.Pgm"]
+    assert [p.name for p in list_images(tree / "export")] == []  # the folder itself, opened directly, is listed
+    assert [p.name for p in list_images(tree / "export" / "masks")] == ["img1.png"]
+
+
 def test_list_images_bad_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_images(tmp_path / "nowhere")
@@ -357,6 +404,8 @@ def test_list_images_bad_folder(tmp_path):
 
 def test_image_extensions():
     assert {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"} <= IMAGE_EXTENSIONS
+    assert images.HEIF_SUPPORTED == (".heic" in IMAGE_EXTENSIONS)
+    assert (".avif" in Image.registered_extensions()) == (".avif" in IMAGE_EXTENSIONS)
     assert all(e.startswith(".") and e == e.lower() for e in IMAGE_EXTENSIONS)
 
 

@@ -19,7 +19,6 @@ from training.data import (DATASET_NAMES, AugmentConfig, CelebADataset, CUBDatas
                            DatasetLayoutError, ImageFolderDataset, PartImageNetDataset, build_dataset, collate,
                            eval_transform, train_transform)
 from training.data.base import relative_path
-from training.data.transforms import squash_bilinear
 
 S = 32
 NO_GEOMETRY = dict(degrees=0.0, translate=(0.0, 0.0), scale_range=(1.0, 1.0))
@@ -205,14 +204,6 @@ def test_augment_config_rejects_bad_values(kwargs):
         AugmentConfig(**kwargs)
 
 
-def test_squash_bilinear_samples_like_cv2_without_antialias():
-    values = np.arange(36, dtype=np.uint8).reshape(6, 6) * 7
-    image = Image.fromarray(np.stack([values] * 3, axis=-1))
-    out = np.asarray(squash_bilinear(image, 2))[..., 0]
-    # 6 → 2 with half-pixel centres samples exactly source pixels 1 and 4 (an antialiased resize would average).
-    np.testing.assert_array_equal(out, values[np.ix_([1, 4], [1, 4])])
-
-
 # --- CUB ------------------------------------------------------------------------------------------------------
 def test_cub_eval_keypoints_visibility_and_bbox_in_squashed_frame(cub_root):
     ds = CUBDataset(cub_root, "test", S, train=False)
@@ -221,12 +212,13 @@ def test_cub_eval_keypoints_visibility_and_bbox_in_squashed_frame(cub_root):
     assert item["image"].shape == (3, S, S) and item["index"] == 0 and item["label"] == 0
     assert Path(item["path"]) == cub_root / "images" / "001.Albatross" / "a_2.jpg"
     kp = item["keypoints"]
-    assert kp.shape == (15, 2) and kp.dtype == torch.float32
-    torch.testing.assert_close(kp[0], torch.tensor([S / 2, S / 2]))  # centre of the 40×60 image → S/2
-    torch.testing.assert_close(kp[1], torch.tensor([float(S), float(S)]))  # (W, H) → (S, S)
-    torch.testing.assert_close(kp[5], torch.tensor([6 * S / 40, 6 * S / 60]))
+    assert kp.shape == (15, 2) and kp.dtype == torch.float64  # float64, as the reference computes them
+    torch.testing.assert_close(kp[0], torch.tensor([S / 2, S / 2], dtype=torch.float64))  # centre of 40×60 → S/2
+    torch.testing.assert_close(kp[1], torch.tensor([float(S), float(S)], dtype=torch.float64))  # (W, H) → (S, S)
+    torch.testing.assert_close(kp[5], torch.tensor([6 * S / 40, 6 * S / 60], dtype=torch.float64))
     assert item["visible"].dtype == torch.bool and item["visible"].tolist() == [True, True, False] + [True] * 12
-    torch.testing.assert_close(item["bbox"], torch.tensor([6 * S / 40, 12 * S / 60, 24 * S / 40, 36 * S / 60]))
+    torch.testing.assert_close(item["bbox"], torch.tensor([6 * S / 40, 12 * S / 60, 24 * S / 40, 36 * S / 60],
+                                                          dtype=torch.float64))
 
 
 def test_cub_train_items_carry_no_eval_extras_and_need_no_part_files(cub_root):
@@ -263,18 +255,21 @@ def test_celeba_landmarks_scaled_from_the_file_frame(celeba_root):
     for index in range(2):
         item = ds[index]
         assert item["image"].shape == (3, S, S)
-        expected = torch.tensor([[S / 2, S / 2], [S, S], [0, 0], [S / 4, S / 4], [S / 2, S]], dtype=torch.float32)
+        expected = torch.tensor([[S / 2, S / 2], [S, S], [0, 0], [S / 4, S / 4], [S / 2, S]], dtype=torch.float64)
         torch.testing.assert_close(item["keypoints"], expected)
         assert item["visible"].dtype == torch.bool and item["visible"].all() and item["visible"].shape == (5,)
 
 
-def test_celeba_squashes_to_224_first_and_reads_mafl_train(celeba_root):
+def test_celeba_squashes_with_opencv_first_and_reads_mafl_train(celeba_root):
+    from training.data.reference_pixels import cv2  # without its side effect on Qt
+
     ds = CelebADataset(celeba_root, "mafl_train", 224, train=False)
     assert [f.name for f in ds.files] == ["000003.jpg"]
-    image = load_image(celeba_root / "img_celeba" / "000003.jpg")  # 600×400: shrinking shows the cv2-style squash
+    path = celeba_root / "img_celeba" / "000003.jpg"  # 600×400: shrinking shows the cv2 squash (no antialias)
+    squashed = cv2.cvtColor(cv2.resize(cv2.imread(str(path)), (224, 224)), cv2.COLOR_BGR2RGB)
     out = ds[0]["image"]
-    torch.testing.assert_close(out, normalise(squash_bilinear(image, 224)), atol=1e-5, rtol=0)
-    assert float((out - eval_transform(224)(image)).abs().max()) > 0.1  # not Pillow's antialiased squash
+    assert torch.equal(out, normalise(Image.fromarray(squashed)))
+    assert float((out - eval_transform(224)(load_image(path))).abs().max()) > 0.1  # not Pillow's antialiased squash
     assert len(CelebADataset(celeba_root, "train", S)) == 2
 
 

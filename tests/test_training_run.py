@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import socket
 import subprocess
 import sys
@@ -202,3 +203,90 @@ def test_a_stop_signal_to_the_whole_process_group_with_loader_workers_stops_clea
     assert "Traceback" not in err and "Stopped; resume with --resume." in err
     assert main(["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(run), "--resume",
                  "--max-steps", "1", *FAST]) == 0
+
+
+def test_the_first_steps_are_logged_so_a_live_plot_starts_at_once(synthetic_root, tmp_path):
+    from training.trainer import should_log
+
+    assert [s for s in range(1, 61) if should_log(s, 20)] == [1, 2, 4, 8, 16, 20, 40, 60]
+    assert [s for s in range(1, 4) if should_log(s, 1)] == [1, 2, 3]
+    run = tmp_path / "run"
+    fast = [a if a != "1" or FAST[i - 1] != "--log-every" else "20" for i, a in enumerate(FAST)]
+    assert main(["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(run),
+                 "--max-steps", "5", "--eval-every", "0", *fast]) == 0
+    steps = [r["step"] for r in _metrics(run) if r["kind"] == "train"]
+    assert steps == [1, 2, 4, 5]  # with log_every 20 only step 5 (the last) was logged before
+
+
+# A dataset whose images all fail to load with an error the CLI does not expect, in the loader's worker processes
+# (forked, so they inherit the patch), as a malformed dataset entry would.
+WORKER_FAILURE = """
+import multiprocessing, sys
+multiprocessing.set_start_method("fork", force=True)
+import training.data.base as base
+def broken(self, index):
+    raise TypeError("injected worker failure")
+base.ImageDataset.load = broken
+from training.run import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_worker_error_ends_the_command_with_one_sentence(synthetic_root, tmp_path, command):
+    """It used to print the traceback and then hang at exit: the workers ignore SIGTERM, which multiprocessing's
+    exit handler sends them before waiting."""
+    from conftest import tiny_model
+    from mpae_core.checkpoint import save_checkpoint
+
+    if command == "train":
+        args = ["train", "--preset", "synthetic", "--data-root", str(synthetic_root), "--out", str(tmp_path / "run"),
+                "--epochs", "1", *FAST]
+        args[args.index("--workers") + 1] = "2"
+    else:
+        checkpoint = save_checkpoint(tiny_model(image_size=56), tmp_path / "tiny.safetensors", embed_backbone=True)
+        args = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--data-root", str(synthetic_root),
+                "--device", "cpu", "--batch-size", "2", "--workers", "2", "--quiet"]
+    try:
+        done = subprocess.run([sys.executable, "-c", WORKER_FAILURE, *args], capture_output=True, text=True,
+                              timeout=120, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`training.run {command}` did not exit after a worker error: {exc.stderr!r:.2000}")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith("error: ") and "injected worker failure" in last and ".JPEG" in last, last
+
+
+class _Failing(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        if index == 5:
+            from mpae_core.images import ImageLoadError
+
+            raise ImageLoadError("/data/x.jpg", "the file is truncated")
+        if index == 7:
+            raise TypeError("'NoneType' object is not iterable")
+        return index
+
+
+@pytest.mark.parametrize("start,expected", [
+    (4, "Cannot read '/data/x.jpg': the file is truncated; re-export or remove it."),
+    (6, "A data-loading worker process failed (TypeError: 'NoneType' object is not iterable); run with --workers 0 "
+        "for the full traceback."),
+])
+def test_worker_batches_reports_a_worker_error_in_one_sentence_and_stops_the_workers(start, expected):
+    from torch.utils.data import DataLoader, Subset
+
+    from mpae_core.worker_signals import DataWorkerError, ignore_stop_signals, worker_batches
+
+    loader = DataLoader(Subset(_Failing(), range(start, 8)), batch_size=1, num_workers=1,
+                        worker_init_fn=ignore_stop_signals)
+    batches = worker_batches(loader)
+    assert next(batches).tolist() == [start]
+    with pytest.raises(DataWorkerError) as info:
+        next(batches)
+    assert str(info.value) == expected
+    assert not multiprocessing.active_children()  # shut down, not left for the exit handler

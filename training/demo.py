@@ -189,6 +189,25 @@ def untrained_model(run_config: dict[str, Any]):
     return MPAE(cfg.model, backbone).eval()
 
 
+def backbone_digest(checkpoint: str | os.PathLike) -> str:
+    """SHA-256 of the backbone tensors as stored in ``checkpoint`` (names, dtypes, shapes and bytes, in name order).
+
+    Recorded in metrics.json when the assets are made, so a test can check the shipped weights byte for byte
+    without re-drawing them: the seeded draw itself rounds differently on other CPUs (vectorised RNG maths).
+    """
+    import hashlib
+
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(checkpoint), "pt") as f:
+        for key in sorted(k for k in f.keys() if k.startswith("backbone.")):
+            tensor = f.get_tensor(key).contiguous()
+            digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _versions() -> dict[str, str]:
     import PIL
     import timm
@@ -286,7 +305,8 @@ def _regenerate(out: Path, work: Path, *, seed: int = 0, epochs: int | None = No
         "dataset": {"generator_version": GENERATOR_VERSION, "seed": seed, "num_train": num_train,
                     "num_test": num_test, "demo_images": len(names)},
         "checkpoint": {"file": CHECKPOINT_NAME, "bytes": checkpoint.stat().st_size, "dtype": dtype,
-                       "inference_only": True, "backbone_embedded": True},
+                       "inference_only": True, "backbone_embedded": True,
+                       "backbone_sha256": backbone_digest(checkpoint)},
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "training_resumed": resume,

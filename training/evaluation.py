@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mpae_core.model import MPAE
-from mpae_core.worker_signals import ignore_stop_signals
+from mpae_core.worker_signals import ignore_stop_signals, worker_batches
 
 from .data import build_dataset, collate
 from .data.base import DatasetLayoutError
@@ -57,14 +57,19 @@ def _batches(model: MPAE, dataset: Dataset, options: EvalOptions, what: str) -> 
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
                         collate_fn=collate, worker_init_fn=ignore_stop_signals)
     device = next(model.parameters()).device
+    batches = worker_batches(loader)
+    shown = batches
     if options.progress:
         from tqdm import tqdm
 
-        loader = tqdm(loader, desc=what, unit="batch", dynamic_ncols=True)
-    with torch.inference_mode():
-        for batch in loader:
-            probs = model.predict_probs(batch["image"].to(device), output_size=MAP_SIZE).float().cpu()
-            yield batch, probs
+        shown = tqdm(batches, desc=what, unit="batch", total=len(loader), dynamic_ncols=True)
+    try:
+        with torch.inference_mode():
+            for batch in shown:
+                probs = model.predict_probs(batch["image"].to(device), output_size=MAP_SIZE).float().cpu()
+                yield batch, probs
+    finally:
+        batches.close()  # the workers stop now, also when the caller stops early or fails
 
 
 def _keypoint_pass(model: MPAE, dataset: Dataset, options: EvalOptions, what: str,

@@ -267,19 +267,21 @@ def sample_keypoint_labels(
 
     ``probs`` [B, Q, H, W] (background last, usually 128×128); ``keypoints`` [B, P, 2] as (x, y) in the input-image
     pixel frame of size ``input_size`` (S or (W, H)); ``visible`` [B, P] bool or flags (> 0.5 kept), None keeps all.
-    Coordinates become x/S·2−1 and ``grid_sample(mode='nearest', align_corners=False)`` reads the map; a point outside
-    the image reads zeros (reference behaviour) and so gets label 0.
+    Coordinates become x/S·2−1 in float64, then float32, as the reference computes them (its keypoints are float64),
+    and ``grid_sample(mode='nearest', align_corners=False)`` reads the map; a point outside the image reads zeros
+    (reference behaviour) and so gets label 0.
     """
     if probs.ndim != 4:
         raise ValueError(f"probability maps must be [B, Q, H, W], got shape {tuple(probs.shape)}.")
     b, q = probs.shape[:2]
     if q < 2:
         raise ValueError(f"probability maps need K foreground channels plus background, got Q = {q}.")
-    kp = torch.as_tensor(_as_numpy(keypoints), dtype=torch.float32, device=probs.device)
+    kp = torch.as_tensor(_as_numpy(keypoints), dtype=torch.float64)  # on the CPU: MPS has no float64
     if kp.ndim != 3 or kp.shape[0] != b or kp.shape[2] != 2:
         raise ValueError(f"keypoints must be [B={b}, P, 2] (x, y), got shape {tuple(kp.shape)}.")
     w, h = _size_wh(input_size)
     grid = torch.stack((kp[..., 0] / w * 2 - 1, kp[..., 1] / h * 2 - 1), dim=-1).unsqueeze(2)  # [B, P, 1, 2]
+    grid = grid.to(device=probs.device, dtype=torch.float32)
     sampled = F.grid_sample(probs.float(), grid, mode="nearest", align_corners=False).squeeze(-1)  # [B, Q, P]
     pred = sampled.argmax(dim=1)
     pred_fg = sampled[:, :-1].argmax(dim=1)

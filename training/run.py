@@ -216,8 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Stopped; resume with --resume.", file=sys.stderr)
         return 130
-    except (MPAEError, ValueError, FileNotFoundError) as exc:
+    except (MPAEError, ValueError, FileNotFoundError) as exc:  # a data-loading worker's error too (DataWorkerError)
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: its traceback, then an exit (an uncaught one could hang)
+        logger.exception("Unexpected error")
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

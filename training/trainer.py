@@ -2,10 +2,11 @@
 
 Adam (lr 5e-4, no weight decay) over the trainable modules, MultiStepLR ×0.2 stepped per epoch, gradient clipping
 at 2.0, fp32 unless ``amp`` asks for bf16/fp16 autocast on CUDA (the losses always run in fp32). The run folder holds
-``config.json``, ``metrics.jsonl`` (one line per logged step and per evaluation), ``checkpoints/last.safetensors``
-and ``best.safetensors`` (our checkpoint format, written atomically) and ``checkpoints/last_state.pt`` (optimizer,
-scheduler, position and RNG, for ``--resume``). A stop at any point (Ctrl-C, a kill between two saves) leaves a
-resumable run; a non-finite loss stops with a clear message and keeps the last good checkpoint.
+``config.json``, ``metrics.jsonl`` (one line per logged step, see :func:`should_log`, and per evaluation),
+``checkpoints/last.safetensors`` and ``best.safetensors`` (our checkpoint format, written atomically) and
+``checkpoints/last_state.pt`` (optimizer, scheduler, position and RNG, for ``--resume``). A stop at any point
+(Ctrl-C, a kill between two saves) leaves a resumable run; a non-finite loss stops with a clear message and keeps
+the last good checkpoint.
 
 Under ``torchrun`` every process trains on its own shard with DistributedDataParallel (NCCL on GPUs, gloo on the
 CPU) and only rank 0 writes the run folder. ``batch_size`` is per process: the presence loss's mini-groups are
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mpae_core.backbone import resolve_backbone
 from mpae_core.checkpoint import read_training_weights, save_checkpoint
-from mpae_core.worker_signals import ignore_stop_signals
+from mpae_core.worker_signals import ignore_stop_signals, worker_batches
 from mpae_core.devices import resolve_device
 from mpae_core.errors import MPAEError
 from mpae_core.model import MPAE
@@ -93,6 +94,12 @@ class _TrainingForward(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.training_losses(images, self.perceptual).losses
+
+
+def should_log(step: int, log_every: int) -> bool:
+    """Log every ``log_every`` steps, and before the first of those at steps 1, 2, 4, 8, ..., so a live plot has
+    points within seconds of the start instead of after ``log_every`` steps (minutes on a CPU)."""
+    return step % max(log_every, 1) == 0 or (step < log_every and step & (step - 1) == 0)
 
 
 def distributed_context() -> tuple[int, int, int]:
@@ -235,12 +242,20 @@ class Trainer:
         pos = self.position
         self.sampler.set_epoch(pos.epoch, pos.step_in_epoch * self.cfg.batch_size)
         self.model.train()
-        batches = self.loader
+        loaded = worker_batches(self.loader)
+        batches = loaded
         if self.show_progress:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc=f"epoch {pos.epoch + 1}/{self.cfg.epochs}", unit="batch",
+            batches = tqdm(loaded, desc=f"epoch {pos.epoch + 1}/{self.cfg.epochs}", unit="batch",
                            initial=pos.step_in_epoch, total=pos.step_in_epoch + len(self.loader), dynamic_ncols=True)
+        try:
+            self._run_batches(batches)
+        finally:
+            loaded.close()  # the workers stop now, also on an interrupt or an error
+
+    def _run_batches(self, batches) -> None:
+        pos = self.position
         window_start, window_images = time.perf_counter(), 0
         for batch in batches:
             images = batch["image"].to(self.device, non_blocking=True)
@@ -248,7 +263,7 @@ class Trainer:
             pos.step_in_epoch += 1
             pos.global_step += 1
             window_images += images.shape[0] * self.world_size
-            if pos.global_step % self.cfg.log_every == 0 or self._step_budget_spent():
+            if should_log(pos.global_step, self.cfg.log_every) or self._step_budget_spent():
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
                 record = {"kind": "train", "epoch": pos.epoch, "step": pos.global_step,
                           "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": window_images / elapsed,

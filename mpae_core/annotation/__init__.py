@@ -17,13 +17,15 @@ from .export import (
     unique_mask_relpaths,
     write_label_files,
 )
-from .labels import BACKGROUND, EXPORT_IGNORE, IGNORE_LABEL, UNSET
-from .parts import ExportLabel, PartSlot, PartTable
-from .project import AnnotationProject, ImageRecord, ImageStatus
+from .labels import BACKGROUND, EXPORT_IGNORE, IGNORE_LABEL, UNSET, USER_LABEL_BASE
+from .parts import ExportLabel, PartSlot, PartTable, UserLabel
+from .project import AnnotationProject, ModelFit
+from .records import FileState, ImageRecord, ImageStatus
 
 __all__ = [
-    "AnnotationProject", "ImageRecord", "ImageStatus", "EditLayer", "PartTable", "PartSlot", "ExportLabel",
+    "AnnotationProject", "ModelFit", "ImageRecord", "ImageStatus", "FileState", "EditLayer", "PartTable", "PartSlot",
+    "UserLabel", "ExportLabel",
     "PngMaskWriter", "CocoWriter", "ExportResult", "export_annotations", "export_png", "export_coco",
     "merge_coco_parts", "coco_annotations_for", "mask_relpath", "unique_mask_relpaths", "write_label_files",
-    "BACKGROUND", "IGNORE_LABEL", "UNSET", "EXPORT_IGNORE",
+    "BACKGROUND", "IGNORE_LABEL", "UNSET", "USER_LABEL_BASE", "EXPORT_IGNORE",
 ]

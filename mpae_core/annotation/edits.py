@@ -1,7 +1,7 @@
 """A person's corrections to one image: an integer override layer over the model's label map, with undo/redo.
 
 The layer has the image's size; :data:`UNSET` means "use the prediction", any other value is a label value
-(0 background, k + 1 slot k, :data:`IGNORE_LABEL`). Keeping edits apart from the prediction means a part-table
+(0 background, k + 1 slot k, a user label from :data:`USER_LABEL_BASE`, :data:`IGNORE_LABEL`). Keeping edits apart from the prediction means a part-table
 change or a re-prediction never destroys the person's work, and "erase to prediction" is just writing UNSET.
 
 Undo history stores, per step, only the bounding box of the pixels that changed (compressed when large), so a long
@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .fill import flood_region
-from .labels import BACKGROUND, IGNORE_LABEL, UNSET
+from .labels import BACKGROUND, IGNORE_LABEL, UNSET, USER_LABEL_BASE
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ class EditLayer:
         self.version = 0
         #: Called with the layer after every change, undo and redo (the project marks the image edited).
         self.on_change: Callable[["EditLayer"], None] | None = None
+        #: (rows, cols) bounding box of the pixels the last change, undo or redo touched, so a view redraws only that.
+        self.changed_box: tuple[slice, slice] | None = None
 
     # ----- reading ------------------------------------------------------------------------------------------------
     @property
@@ -106,6 +108,15 @@ class EditLayer:
         if self._data is None or not self._edited:
             return pred.astype(np.uint16)
         return np.where(self._data == UNSET, pred, self._data).astype(np.uint16, copy=False)
+
+    def composed_at(self, rows: np.ndarray, cols: np.ndarray, prediction_labels: np.ndarray) -> np.ndarray:
+        """The composed labels at a grid of pixels (``rows`` × ``cols``), over a prediction already sampled there:
+        how a summary of an edited image is made without composing it at full size."""
+        base = np.asarray(prediction_labels).astype(np.uint16)
+        if self._data is None or not self._edited:
+            return base
+        sampled = self._data[np.ix_(rows, cols)]
+        return np.where(sampled == UNSET, base, sampled)
 
     # ----- painting -----------------------------------------------------------------------------------------------
     def brush(self, x: float, y: float, radius: float, label: int) -> int:
@@ -144,6 +155,19 @@ class EditLayer:
         box, inside = flood_region(composed, int(x), int(y))
         del composed
         return self._apply(box, lambda patch: np.copyto(patch, np.uint16(label), where=inside))
+
+    def set_all(self, labels: np.ndarray) -> int:
+        """Set every pixel to ``labels`` (label values, the image's size): an imported annotation, which is the
+        person's whole answer for the image. One undo step; returns the pixels changed."""
+        labels = np.asarray(labels)
+        if labels.shape != self.size:
+            raise ValueError(f"The labels are {labels.shape[1]}×{labels.shape[0]} but the image is "
+                             f"{self.size[1]}×{self.size[0]}.")
+        if labels.dtype.kind not in "ui" or int(labels.min(initial=0)) < 0 or int(labels.max(initial=0)) > UNSET:
+            raise ValueError(f"Labels must be integer label values 0..{UNSET}, got {labels.dtype}.")
+        self._check_values(labels)
+        return self._apply((slice(0, self.size[0]), slice(0, self.size[1])),
+                           lambda patch: np.copyto(patch, labels, casting="unsafe"))
 
     def clear(self) -> int:
         """Remove every edit (one undo step)."""
@@ -188,7 +212,7 @@ class EditLayer:
         for patch in reversed(step):
             self._swap(patch)
         self._redo.append(step)
-        self._changed()
+        self._changed(_union_box(step))
         return True
 
     def redo(self) -> bool:
@@ -201,7 +225,7 @@ class EditLayer:
         for patch in step:
             self._swap(patch)
         self._undo.append(step)
-        self._changed()
+        self._changed(_union_box(step))
         return True
 
     @property
@@ -247,7 +271,7 @@ class EditLayer:
         else:
             self._push_undo([patch])
         self._redo.clear()
-        self._changed()
+        self._changed(patch.box)
         return changed
 
     def _swap(self, patch: _Patch) -> None:
@@ -269,7 +293,8 @@ class EditLayer:
             total -= sum(p.nbytes for p in self._undo.popleft())
             logger.debug("Dropped the oldest undo step to keep the history under %d bytes", self.max_undo_bytes)
 
-    def _changed(self) -> None:
+    def _changed(self, box: tuple[slice, slice]) -> None:
+        self.changed_box = box
         self.version += 1
         if self.on_change is not None:
             self.on_change(self)
@@ -277,17 +302,18 @@ class EditLayer:
     def _check_label(self, label: int) -> None:
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
             raise ValueError(f"A label must be an integer label value, got {label!r}.")
-        if label in (UNSET, IGNORE_LABEL):
+        if label in (UNSET, IGNORE_LABEL) or USER_LABEL_BASE <= label < IGNORE_LABEL:
             return
-        top = self.num_parts if self.num_parts is not None else IGNORE_LABEL - 1
+        top = self.num_parts if self.num_parts is not None else USER_LABEL_BASE - 1
         if not 0 <= label <= top:
-            raise ValueError(f"Label value {label} does not exist: use 0 (background), 1..{top} (slot k is k + 1), "
-                             f"{IGNORE_LABEL} (ignore) or {UNSET} (erase to prediction).")
+            raise ValueError(f"Label value {label} does not exist: use 0 (background), 1..{top} (part k is k), "
+                             f"{USER_LABEL_BASE}+ (your own labels), {IGNORE_LABEL} (don't care) or {UNSET} (erase "
+                             "to prediction).")
 
     def _check_values(self, data: np.ndarray) -> None:
         if self.num_parts is None:
             return
-        bad = (data > self.num_parts) & (data != UNSET) & (data != IGNORE_LABEL)
+        bad = (data > self.num_parts) & (data < USER_LABEL_BASE)
         if bad.any():
             raise ValueError(f"The edit layer holds label value {int(data[bad].flat[0])}, but the model has only "
                              f"{self.num_parts} part slots.")
@@ -298,3 +324,10 @@ class EditLayer:
             raise ValueError(f"The prediction is {labels.shape[1]}×{labels.shape[0]} but the edit layer is "
                              f"{self.size[1]}×{self.size[0]}.")
         return labels
+
+
+def _union_box(patches: list[_Patch]) -> tuple[slice, slice]:
+    """The bounding box of an undo step's patches."""
+    boxes = [patch.box for patch in patches]
+    return (slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
+            slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)))

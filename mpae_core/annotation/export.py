@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
@@ -22,6 +21,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from .formats import check_coco_style, export_timestamp, parse_export_formats
+from .formats.coco_polygons import coco_polygon_annotations
+from .formats.image import ExportImage
 from .labels import EXPORT_IGNORE
 from .parts import BACKGROUND_COLOR, BACKGROUND_NAME, IGNORE_COLOR, IGNORE_NAME, ExportLabel, PartTable
 from .project import AnnotationProject
@@ -82,38 +84,27 @@ def coco_categories(labels: Sequence[ExportLabel]) -> list[dict[str, Any]]:
 
 
 # ----- PNG ----------------------------------------------------------------------------------------------------------
-class PngMaskWriter:
-    """Writes ``out_dir/masks/<relpath>.png`` one image at a time, plus the labels files when it starts.
+class IndexPngWriter:
+    """Writes export-index maps as 8-bit palette PNGs under ``out_dir/<folder>/``, one image at a time."""
 
-    The part table is copied when the writer starts, so a table edited meanwhile in the app cannot mix two
-    labelings into one export.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, part_table: PartTable, *,
-                 mask_names: Mapping[str, str] | None = None, write_labels: bool = True,
-                 compress_level: int = 1) -> None:
+    def __init__(self, out_dir: str | os.PathLike, palette: Sequence[int], *, folder: str = "masks",
+                 mask_names: Mapping[str, str] | None = None, compress_level: int = 1) -> None:
         self.out_dir = Path(out_dir)
-        self.table = part_table.copy()
-        self.labels = self.table.export_labels()
-        self.palette = palette_for(self.labels)
+        self.palette = list(palette)
+        self.folder = folder
         self.mask_names = mask_names
         self.compress_level = compress_level
         self.count = 0
         self._taken: dict[str, str] = {}
-        if write_labels:
-            write_label_files(self.labels, self.out_dir)
 
     def mask_path(self, relpath: str) -> Path:
         name = self.mask_names.get(relpath) if self.mask_names is not None else None
-        return self.out_dir / "masks" / (name or mask_relpath(relpath))
+        return self.out_dir / self.folder / (name or mask_relpath(relpath))
 
-    def add(self, relpath: str, label_map: np.ndarray) -> Path:
-        """Label values → export indices → palette PNG; returns the mask's path."""
-        return self.add_indices(relpath, self.table.to_export(label_map))
-
-    def add_indices(self, relpath: str, indices: np.ndarray) -> Path:
-        """Write a map that already holds export indices (uint8), e.g. one shared with a CocoWriter."""
-        path = self.mask_path(relpath)
+    def add_indices(self, relpath: str, indices: np.ndarray, *, name: str | None = None) -> Path:
+        """Write a map that already holds export indices (uint8), e.g. one shared with a CocoWriter; ``name``
+        (relative to the folder) overrides the mask name."""
+        path = self.out_dir / self.folder / name if name is not None else self.mask_path(relpath)
         key = path.relative_to(self.out_dir).as_posix().casefold()
         if self._taken.setdefault(key, relpath) != relpath:
             raise ValueError(f"Images '{self._taken[key]}' and '{relpath}' would both be exported as '{path}'; pass "
@@ -126,6 +117,27 @@ class PngMaskWriter:
         write_png(path, image, compress_level=self.compress_level)
         self.count += 1
         return path
+
+
+class PngMaskWriter(IndexPngWriter):
+    """Writes ``out_dir/masks/<relpath>.png`` one image at a time, plus the labels files when it starts.
+
+    The part table is copied when the writer starts, so a table edited meanwhile in the app cannot mix two
+    labelings into one export.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, part_table: PartTable, *,
+                 mask_names: Mapping[str, str] | None = None, write_labels: bool = True,
+                 compress_level: int = 1) -> None:
+        self.table = part_table.copy()
+        self.labels = self.table.export_labels()
+        super().__init__(out_dir, palette_for(self.labels), mask_names=mask_names, compress_level=compress_level)
+        if write_labels:
+            write_label_files(self.labels, self.out_dir)
+
+    def add(self, relpath: str, label_map: np.ndarray) -> Path:
+        """Label values → export indices → palette PNG; returns the mask's path."""
+        return self.add_indices(relpath, self.table.to_export(label_map))
 
 
 # ----- COCO ---------------------------------------------------------------------------------------------------------
@@ -173,13 +185,15 @@ class CocoWriter:
     """Builds a COCO instances file image by image without holding the dataset (temporary files until ``close``).
 
     Use as a context manager: the file appears, atomically, only when the block ends without an error.
+    ``style`` "rle" writes compressed RLE masks, "polygons" polygon outlines (:mod:`.formats.coco_polygons`).
     """
 
     def __init__(self, out_path: str | os.PathLike, part_table: PartTable | None = None, *,
                  categories: Sequence[Mapping[str, Any]] | None = None, description: str = "MPAE Annotator part masks",
-                 first_image_id: int = 1, first_annotation_id: int = 1) -> None:
+                 first_image_id: int = 1, first_annotation_id: int = 1, style: str = "rle") -> None:
         if (part_table is None) == (categories is None):
             raise ValueError("Give a CocoWriter either a part table or a list of COCO categories.")
+        self.style = check_coco_style(style)
         self.out_path = Path(out_path)
         self.table = part_table.copy() if part_table is not None else None
         self.categories = [dict(c) for c in categories] if categories is not None else coco_categories(
@@ -216,8 +230,13 @@ class CocoWriter:
 
     def add_indices(self, relpath: str, indices: np.ndarray) -> int:
         """Add one image from its export-index map (uint8, 255 = ignore); returns its image id."""
-        height, width = indices.shape
-        return self.add_encoded(relpath, (height, width), coco_annotations_for(indices))
+        return self.add_image(ExportImage(relpath, indices, mask_relpath(relpath)))
+
+    def add_image(self, image: ExportImage) -> int:
+        """Add one image in this writer's style (polygons reuse the image's traced outlines); returns its id."""
+        annotations = (coco_polygon_annotations(image.polygons) if self.style == "polygons"
+                       else coco_annotations_for(image.indices))
+        return self.add_encoded(image.relpath, (image.height, image.width), annotations)
 
     def add_encoded(self, relpath: str, size: tuple[int, int], annotations: Iterable[Mapping[str, Any]]) -> int:
         """Add one image and its id-less annotations (from :func:`coco_annotations_for`); returns its image id."""
@@ -247,7 +266,7 @@ class CocoWriter:
             handle.close()
         header = {
             "info": {"description": self.description, "version": "1.0",
-                     "date_created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                     "date_created": export_timestamp("%Y-%m-%dT%H:%M:%S")},
             "licenses": [],
             "categories": self.categories,
         }
@@ -333,7 +352,8 @@ def _category_key(categories: Sequence[Mapping[str, Any]]) -> list[tuple[int, st
 # ----- whole exports ------------------------------------------------------------------------------------------------
 @dataclass
 class ExportResult:
-    """What an export wrote; ``images`` counts the label maps exported."""
+    """What an export wrote; ``images`` counts the label maps exported, ``outputs`` maps each format to its main
+    file or folder (coco.json, masks/, yolo/, labelme/, cvat/annotations.xml, voc/)."""
 
     out_dir: Path
     labels: list[ExportLabel]
@@ -342,49 +362,93 @@ class ExportResult:
     coco_path: Path | None = None
     annotations: int = 0
     files: list[Path] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 def export_annotations(source: Source, part_table: PartTable | None, out_dir: str | os.PathLike, *,
-                       formats: Iterable[str] = ("png", "coco"), mask_names: Mapping[str, str] | None = None,
-                       coco_name: str = "coco.json",
+                       formats: Iterable[str] | str = ("png", "coco"), mask_names: Mapping[str, str] | None = None,
+                       coco_name: str = "coco.json", coco_style: str = "rle",
+                       images_dir: str | os.PathLike | None = None,
                        on_image: Callable[[str], None] | None = None) -> ExportResult:
     """Export every label map of ``source`` (a project, or (relpath, label map) pairs) in one pass.
 
-    ``part_table`` defaults to the project's. ``on_image(relpath)`` runs after each image (progress; raise in
-    it to cancel: the COCO file is then not written, masks already written stay).
+    ``part_table`` defaults to the project's; ``images_dir`` (the photos' folder, the project's by default) is
+    needed by the formats that point at the photos (yolo, labelme). ``on_image(relpath)`` runs after each image
+    (progress; raise in it to cancel: the COCO, CVAT and list files are then not written, per-image files already
+    written stay).
     """
-    formats = {f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)}
-    unknown = formats - {"png", "coco"}
-    if unknown or not formats:
-        raise ValueError(f"Unknown export format(s) {sorted(unknown) or formats}; choose 'png' and/or 'coco'.")
     items, table, names = _resolve(source, part_table, mask_names)
     table = table.copy()  # one labeling for the whole export, even if the app's table changes meanwhile
+    if images_dir is None and isinstance(source, AnnotationProject):
+        images_dir = source.images_folder
+    indices = ((relpath, table.to_export(label_map)) for relpath, label_map in items)
+    return export_indices(indices, table.export_labels(), out_dir, formats=formats, mask_names=names,
+                          coco_name=coco_name, coco_style=coco_style, images_dir=images_dir, on_image=on_image)
+
+
+def export_indices(items: Iterable[tuple[str, np.ndarray]], labels: Sequence[ExportLabel],
+                   out_dir: str | os.PathLike, *, formats: Iterable[str] | str = ("png", "coco"),
+                   mask_names: Mapping[str, str] | None = None, coco_name: str = "coco.json",
+                   coco_style: str = "rle", images_dir: str | os.PathLike | None = None, write_labels: bool = True,
+                   on_image: Callable[[str], None] | None = None) -> ExportResult:
+    """The one export loop under the app's dialog and the batch: (relpath, export-index map) pairs → every chosen
+    format, one image in memory at a time (see :func:`export_annotations`; ``write_labels`` False skips
+    labels.txt/json, which the batch writes itself)."""
+    from .formats import cvat, labelme, voc, yolo
+
+    chosen = parse_export_formats(formats)
+    coco_style = check_coco_style(coco_style)
     out_dir = Path(out_dir)
-    png = PngMaskWriter(out_dir, table, mask_names=names) if "png" in formats else None
-    result = ExportResult(out_dir, table.export_labels())
-    if png is not None:
-        result.masks_dir = out_dir / "masks"
-        result.files += [out_dir / "labels.txt", out_dir / "labels.json"]
-    coco = CocoWriter(out_dir / coco_name, table) if "coco" in formats else None
+    labels = list(labels)
+    if images_dir is None and {"yolo", "labelme"} & set(chosen):
+        raise ValueError("The YOLO and labelme exports point at the photos; give the images folder (images_dir).")
+    result = ExportResult(out_dir, labels)
+    writers: dict[str, Any] = {}
+    taken: dict[str, str] = {}
     try:
-        for relpath, label_map in items:
-            indices = table.to_export(label_map)
-            if png is not None:
-                result.files.append(png.add_indices(relpath, indices))
-            if coco is not None:
-                coco.add_indices(relpath, indices)
+        if "png" in chosen:
+            writers["png"] = IndexPngWriter(out_dir, palette_for(labels), mask_names=mask_names)
+            result.masks_dir = result.outputs["png"] = out_dir / "masks"
+            if write_labels:
+                result.files += list(write_label_files(labels, out_dir))
+        if "coco" in chosen:
+            writers["coco"] = CocoWriter(out_dir / coco_name, categories=coco_categories(labels), style=coco_style)
+        for name, writer_class in (("yolo", yolo.YoloWriter), ("labelme", labelme.LabelmeWriter),
+                                   ("cvat", cvat.CvatWriter), ("voc", voc.VocWriter)):
+            if name in chosen:
+                writers[name] = writer_class(out_dir, labels)
+        for relpath, indices in items:
+            stem = (mask_names.get(relpath) if mask_names is not None else None) or mask_relpath(relpath)
+            stem = stem[: -len(".png")]
+            if taken.setdefault(stem.casefold(), relpath) != relpath:
+                raise ValueError(f"Images '{taken[stem.casefold()]}' and '{relpath}' would both be exported as "
+                                 f"'{stem}'; pass mask_names=unique_mask_relpaths(all image paths) to keep them apart.")
+            photo = Path(images_dir) / relpath if images_dir is not None else None
+            image = ExportImage(relpath, indices, stem, photo)
+            for name, writer in writers.items():
+                if name == "png":
+                    result.files.append(writer.add_indices(relpath, indices))
+                elif name == "coco":
+                    writer.add_image(image)
+                else:
+                    result.files += writer.add(image)
             result.images += 1
             if on_image is not None:
                 on_image(relpath)
-        if coco is not None:
-            result.coco_path = coco.close()
-            result.annotations = coco.num_annotations
-            result.files.append(result.coco_path)
+        for name, writer in writers.items():
+            if name == "coco":
+                result.coco_path = result.outputs["coco"] = writer.close()
+                result.annotations = writer.num_annotations
+                result.files.append(result.coco_path)
+            elif name != "png":
+                result.files += writer.close()
+                result.outputs[name] = writer.path if name == "cvat" else writer.root
     except BaseException:
-        if coco is not None:
-            coco.abort()
+        for name, writer in writers.items():
+            if name != "png":
+                writer.abort()
         raise
-    logger.info("Exported %d images (%s) to %s", result.images, ", ".join(sorted(formats)), out_dir)
+    logger.info("Exported %d images (%s) to %s", result.images, ", ".join(chosen), out_dir)
     return result
 
 
@@ -397,10 +461,11 @@ def export_png(source: Source, part_table: PartTable | None, out_dir: str | os.P
 
 
 def export_coco(source: Source, part_table: PartTable | None, out_dir: str | os.PathLike, *,
-                coco_name: str = "coco.json", on_image: Callable[[str], None] | None = None) -> ExportResult:
-    """``out_dir/coco.json`` with one compressed-RLE annotation per (image, present label)."""
+                coco_name: str = "coco.json", coco_style: str = "rle",
+                on_image: Callable[[str], None] | None = None) -> ExportResult:
+    """``out_dir/coco.json`` with one annotation per (image, present label): compressed RLE or polygons."""
     return export_annotations(source, part_table, out_dir, formats=("coco",), coco_name=coco_name,
-                              on_image=on_image)
+                              coco_style=coco_style, on_image=on_image)
 
 
 def _resolve(source: Source, part_table: PartTable | None, mask_names: Mapping[str, str] | None

@@ -5,25 +5,34 @@ On disk (``<images>/.mpae/`` by default, or a chosen folder)::
     project.json                  index: format + version, folders, part table, one small record per image
     predictions/<relpath>.npz     the model's logits (float16, Q×h×w) and per-part summary of one image
     edits/<relpath>.png           16-bit override layer, only for images a person edited
+    models/                       refined checkpoints of this project (``python -m training.run refine``)
+    lock                          held by the one process that may write (see :mod:`.lock`)
 
 Every file is written atomically. Only the index is held in memory; predictions and edit layers are read when an
 image is shown or exported and kept in small LRU caches, so a folder of 10,000 photos costs a few megabytes.
 Label maps are always rebuilt from the *stored* float16 logits (``set_prediction`` rounds them at once), so what
 the app shows before and after re-opening, and what it exports, are the same pixels.
 
-Not thread-safe: workers hand their predictions to the thread that owns the project.
+A person's work is never downgraded by a machine: a prediction keeps an image's edits and review, a failure is
+recorded beside earlier work instead of replacing it, and prediction or edit files that a crash wrote without the
+index are adopted when the project is opened again. Annotations made elsewhere come in through :mod:`.importers` as
+edit layers (the person's layer), so a later prediction never replaces them either.
+
+Not thread-safe: workers hand their predictions to the thread that owns the project; :meth:`save_jobs` lets that
+thread hand the slow writing to another one.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,106 +41,44 @@ from ..errors import MPAEError
 from ..images import list_images
 from ..inference import PartPrediction
 from .edits import EditLayer
+from .lock import ProjectLock
 from .parts import PartTable
-from .storage import atomic_write_json, read_npz, read_uint16_png, write_npz, write_uint16_png
+from .project_edits import ProjectEditsMixin, SaveJob
+from .project_recovery import ProjectRecoveryMixin, read_prediction_file, write_prediction_file
+from .project_format import (INDEX_NAME, MIGRATIONS, PROJECT_DIRNAME, PROJECT_FORMAT, PROJECT_VERSION,
+                             find_project_dir, upgrade)
+from .records import EXPORTABLE, FileStamp, FileState, ImageRecord, ImageStatus, file_stamp, normalize_relpath
+from .storage import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-PROJECT_FORMAT = "mpae-annotator-project"
-PROJECT_VERSION = 1
-PROJECT_DIRNAME = ".mpae"
-INDEX_NAME = "project.json"
-
-#: Upgrades of older index versions: MIGRATIONS[v] turns a version-v index dict into a version v + 1 one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+__all__ = ["AnnotationProject", "ImageRecord", "ImageStatus", "FileState", "ModelFit", "EXPORTABLE",
+           "PROJECT_DIRNAME", "PROJECT_FORMAT", "PROJECT_VERSION", "INDEX_NAME", "MIGRATIONS", "find_project_dir",
+           "normalize_relpath"]
 
 
-class ImageStatus(str, Enum):
-    NEW = "new"
-    PREDICTED = "predicted"
-    EDITED = "edited"
-    REVIEWED = "reviewed"
-    ERROR = "error"
+class ModelFit(str, Enum):
+    """How a model relates to the project's part table (see :meth:`AnnotationProject.model_fit`)."""
+
+    NO_TABLE = "no_table"  # the project has no part table yet: the model will set it
+    FITS = "fits"  # the model that named the table, or one refined from it
+    UNKNOWN = "unknown"  # same number of slots, but another model: names and merges may not fit its slots
+    WRONG_SIZE = "wrong_size"  # another number of slots: its predictions cannot be stored here
 
 
-#: Statuses whose label maps the exports include by default.
-EXPORTABLE = (ImageStatus.PREDICTED, ImageStatus.EDITED, ImageStatus.REVIEWED)
-
-
-@dataclass
-class ImageRecord:
-    """What the file list needs about one image, without touching its prediction or edits on disk."""
-
-    relpath: str
-    status: ImageStatus = ImageStatus.NEW
-    error: str | None = None
-    size: tuple[int, int] | None = None  # (height, width), EXIF orientation applied
-    confidence: float | None = None
-    has_prediction: bool = False
-    has_edits: bool = False
-    present: tuple[int, ...] = ()  # model slots the prediction shows (the parts panel counts images per part)
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"path": self.relpath, "status": self.status.value}
-        if self.error is not None:
-            data["error"] = self.error
-        if self.size is not None:
-            data["size"] = list(self.size)
-        if self.confidence is not None:
-            data["confidence"] = round(self.confidence, 6)
-        data["prediction"] = self.has_prediction
-        data["edits"] = self.has_edits
-        if self.present:
-            data["present"] = list(self.present)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ImageRecord":
-        size = data.get("size")
-        return cls(
-            relpath=normalize_relpath(data["path"]),
-            status=ImageStatus(data.get("status", "new")),
-            error=data.get("error"),
-            size=None if size is None else (int(size[0]), int(size[1])),
-            confidence=None if data.get("confidence") is None else float(data["confidence"]),
-            has_prediction=bool(data.get("prediction", False)),
-            has_edits=bool(data.get("edits", False)),
-            present=tuple(int(slot) for slot in data.get("present", ())),
-        )
-
-
-def normalize_relpath(relpath: str | os.PathLike) -> str:
-    """An image's path relative to the image folder, with '/' separators; anything leaving the folder is refused."""
-    text = os.fspath(relpath)
-    if os.sep == "\\":
-        text = text.replace("\\", "/")
-    path = PurePosixPath(text)
-    parts = [p for p in path.parts if p not in ("", ".")]
-    if not parts or path.is_absolute() or ".." in parts or (os.sep == "\\" and PureWindowsPath(text).drive):
-        raise ValueError(f"'{os.fspath(relpath)}' is not a path inside the image folder; give it relative to the "
-                         "folder.")
-    return "/".join(parts)
-
-
-def find_project_dir(path: str | os.PathLike) -> Path | None:
-    """The project folder for ``path`` (an image folder, a project folder or its project.json), or None."""
-    p = Path(path)
-    for candidate in (p.parent if p.name == INDEX_NAME else p, p / PROJECT_DIRNAME):
-        if (candidate / INDEX_NAME).is_file():
-            return candidate
-    return None
-
-
-class AnnotationProject:
+class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
     """The Qt-free annotation store that the app and the batch CLI share; create with ``create`` or ``open``."""
 
     def __init__(self, project_dir: Path, images_folder: Path, *, checkpoint: Path | None = None,
                  parts: PartTable | None = None, records: Iterable[ImageRecord] = (), recursive: bool = False,
-                 edit_cache_size: int = 8, prediction_cache_size: int = 128) -> None:
+                 model_family: Sequence[str] = (), edit_cache_size: int = 8,
+                 prediction_cache_size: int = 128) -> None:
         self.project_dir = Path(project_dir)
         self.images_folder = Path(images_folder)
         self.checkpoint = checkpoint
         self.recursive = recursive
+        #: Fingerprints of the models whose slots the part table names (the first one, and its refinements).
+        self.model_family: list[str] = list(model_family)
         self._parts = parts
         self._records: dict[str, ImageRecord] = {r.relpath: r for r in records}
         self._edit_cache: OrderedDict[str, EditLayer] = OrderedDict()
@@ -141,15 +88,25 @@ class AnnotationProject:
         self.prediction_cache_size = max(1, prediction_cache_size)
         self._dirty = True
         self._saved_parts: dict[str, Any] | None = None
+        self._present_stale: set[str] = set()  # edited images whose present parts are to be found again
+        self._record_dicts: dict[str, dict[str, Any]] = {}  # relpath → its index entry as last written (see _touch)
+        self._write_lock = threading.Lock()  # orders the writes of one file made on two threads (see _commit)
+        self._write_seq = itertools.count()
+        self._written_seq: dict[Path, int] = {}
+        self._lock = ProjectLock(self.project_dir)
+        #: Why this project cannot be written (another process holds it), or None when it can.
+        self.read_only: str | None = None
 
-    # ----- create / open / save -------------------------------------------------------------------------------
+    # ----- create / open / save / close --------------------------------------------------------------------------
     @classmethod
     def create(cls, images_folder: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
                parts: PartTable | None = None, project_dir: str | os.PathLike | None = None,
                recursive: bool = False, scan: bool = True, **cache_sizes: int) -> "AnnotationProject":
         """Start a project for ``images_folder`` (saved in ``<folder>/.mpae`` unless ``project_dir`` is given).
 
-        ``parts`` may be left out: the first prediction then sets a default table with its number of slots.
+        ``parts`` may be left out: the first prediction then sets a default table with its number of slots. A
+        table without slots (``PartTable.empty()``, what an import into a project without a model makes) takes the
+        first model's slots the same way and keeps its user labels.
         """
         folder = Path(images_folder)
         if not folder.is_dir():
@@ -159,14 +116,22 @@ class AnnotationProject:
             raise MPAEError(f"'{target}' already holds an MPAE project; open it instead of creating a new one.")
         project = cls(target, folder, checkpoint=None if checkpoint is None else Path(checkpoint), parts=parts,
                       recursive=recursive, **cache_sizes)
+        if not project._lock.acquire():
+            raise MPAEError(f"Cannot create a project in '{target}': {project._lock.describe_holder()} is creating "
+                            "one there; open it once that is done.")
         if scan:
             project.scan()
         project.save()
         return project
 
     @classmethod
-    def open(cls, path: str | os.PathLike, **cache_sizes: int) -> "AnnotationProject":
-        """Open the project of an image folder, a project folder or a project.json; newer formats are refused."""
+    def open(cls, path: str | os.PathLike, *, write: bool = True, **cache_sizes: int) -> "AnnotationProject":
+        """Open the project of an image folder, a project folder or a project.json; newer formats are refused.
+
+        With ``write`` the project takes the folder's write lock; when another window or process holds it, the
+        project opens read-only and :attr:`read_only` says why. ``write=False`` (a reader such as the refinement)
+        never takes the lock.
+        """
         project_dir = find_project_dir(path)
         if project_dir is None:
             raise MPAEError(f"There is no MPAE project in '{path}' (no {PROJECT_DIRNAME}/{INDEX_NAME}); create one "
@@ -179,7 +144,8 @@ class AnnotationProject:
         except (OSError, ValueError) as exc:
             raise MPAEError(f"Cannot open the project '{index_path}': it is not readable JSON ({exc}); restore it "
                             "from a backup or create the project again.") from exc
-        data = _upgrade(data, index_path)
+        upgraded = data.get("format_version") != PROJECT_VERSION
+        data = upgrade(data, index_path)
         try:
             images = Path(data["images_folder"])
             if not images.is_absolute():
@@ -189,38 +155,105 @@ class AnnotationProject:
                 checkpoint = Path(checkpoint) if Path(checkpoint).is_absolute() else project_dir / checkpoint
             parts = None if data.get("parts") is None else PartTable.from_dict(data["parts"])
             records = [ImageRecord.from_dict(r) for r in data.get("images", [])]
+            family = [str(f) for f in data.get("model_family", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise MPAEError(f"Cannot open the project '{index_path}': its index is damaged ({exc}); restore it from "
                             "a backup or create the project again.") from exc
         project = cls(project_dir, Path(os.path.normpath(images)),
                       checkpoint=None if checkpoint is None else Path(os.path.normpath(checkpoint)), parts=parts,
-                      records=records, recursive=bool(data.get("recursive", False)), **cache_sizes)
-        project._dirty = False
+                      records=records, recursive=bool(data.get("recursive", False)), model_family=family,
+                      **cache_sizes)
+        project._dirty = upgraded
         project._saved_parts = None if parts is None else parts.to_dict()
+        if not write:
+            project.read_only = "it was opened for reading only"
+        elif not project._lock.acquire():
+            project.read_only = (f"{project._lock.describe_holder()} has it open; close it there to edit it here "
+                                 "(your changes here are not saved)")
+            logger.warning("Opened %s read-only: %s", project_dir, project.read_only)
+        else:
+            adopted = project.adopt_orphans()
+            if adopted:
+                logger.warning("Recovered %d predictions or edits that %s did not list (the app stopped before "
+                               "saving it)", adopted, index_path)
         return project
 
     @property
     def index_path(self) -> Path:
         return self.project_dir / INDEX_NAME
 
+    @property
+    def models_dir(self) -> Path:
+        """Where refined checkpoints of this project are kept, beside the ones before them."""
+        return self.project_dir / "models"
+
+    @property
+    def dirty(self) -> bool:
+        """Whether anything is waiting to be written (index, part table or an edit layer)."""
+        if self._dirty or (self._parts is not None and self._parts.to_dict() != self._saved_parts):
+            return True
+        return any(self._saved_versions.get(id(layer)) != layer.version for layer in self._edit_cache.values())
+
     def save(self) -> None:
-        """Write unsaved edit layers, then the index; every file atomically, untouched files are not rewritten."""
-        for relpath, layer in list(self._edit_cache.items()):
-            self._save_layer(relpath, layer)
+        """Write unsaved edit layers, then the index; every file atomically, untouched files are not rewritten.
+        A failed write (a full disk) leaves the old files and keeps everything marked unsaved for the next try."""
+        try:
+            for job in self.save_jobs():
+                job()
+        except BaseException:
+            self.mark_unsaved()
+            raise
+
+    def save_jobs(self) -> list[SaveJob]:
+        """What :meth:`save` would write, as functions over copies of the data, in the order to run them (edit
+        layers, then the index); the caller may run them on another thread while this one goes on.
+
+        The project counts them as saved at once; if one fails, call :meth:`mark_unsaved` so the next save writes
+        everything again."""
+        if self.read_only is not None:
+            if self.dirty:
+                raise MPAEError(f"Cannot save '{self.project_dir}': {self.read_only}.")
+            return []
+        self._refresh_present()
+        jobs = [job for relpath, layer in list(self._edit_cache.items())
+                if (job := self._layer_job(relpath, layer)) is not None]
         parts = None if self._parts is None else self._parts.to_dict()
         if not self._dirty and parts == self._saved_parts and self.index_path.exists():
-            return
-        atomic_write_json(self.index_path, {
+            return jobs
+        index = {
             "format": PROJECT_FORMAT,
             "format_version": PROJECT_VERSION,
             "images_folder": self._portable(self.images_folder),
             "checkpoint": None if self.checkpoint is None else self._portable(self.checkpoint),
             "recursive": self.recursive,
+            "model_family": list(self.model_family),
             "parts": parts,
-            "images": [r.to_dict() for r in self._records.values()],
-        })
+            "images": [self._record_dict(r) for r in self._records.values()],
+        }
+        path, seq = self.index_path, next(self._write_seq)
+        jobs.append(lambda: atomic_write_json(path, index, commit=lambda tmp: self._commit(path, seq, tmp)))
         self._dirty = False
         self._saved_parts = parts
+        return jobs
+
+    def mark_unsaved(self) -> None:
+        """A save job failed: write the index and every cached edit layer again next time."""
+        self._dirty = True
+        self._saved_versions.clear()
+
+    def close(self) -> None:
+        """Save (when writable) and give the write lock back."""
+        try:
+            if self.read_only is None:
+                self.save()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> "AnnotationProject":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def set_checkpoint(self, checkpoint: str | os.PathLike | None) -> None:
         """Record the checkpoint that predicts this project (re-opening the project offers it again)."""
@@ -229,11 +262,50 @@ class AnnotationProject:
             self.checkpoint = new
             self._dirty = True
 
+    # ----- models ---------------------------------------------------------------------------------------------
+    def model_fit(self, num_parts: int, fingerprint: str | None, lineage: Sequence[str] = ()) -> ModelFit:
+        """Whether a model's slots are the ones the part table names: its own fingerprint or one of its ancestors
+        (``lineage``, e.g. the model a refinement started from) must be in :attr:`model_family`."""
+        if self._parts is None or not self._parts.num_parts:
+            return ModelFit.NO_TABLE  # no table, or user labels only (an import): the model gives the slots
+        if num_parts != self._parts.num_parts:
+            return ModelFit.WRONG_SIZE
+        known = set(self.model_family)
+        if not known or fingerprint in known or known.intersection(lineage):
+            return ModelFit.FITS  # a project from before fingerprints trusts the model it is used with
+        return ModelFit.UNKNOWN
+
+    def adopt_model(self, fingerprint: str, parts: PartTable | None = None) -> None:
+        """Use a model with this project: its fingerprint joins the family; ``parts`` (when given, e.g. the first
+        model's names, or a new table the person chose) replaces the part table. The slot count must match, except
+        for a table without slots (an imported project), which takes the new table's slots and keeps its own user
+        labels."""
+        if parts is not None:
+            if self._parts is not None and not self._parts.num_parts:
+                self._take_slots(parts)
+            elif self._parts is not None and parts.num_parts != self._parts.num_parts:
+                raise MPAEError(f"The new part table has {parts.num_parts} parts but this project's predictions "
+                                f"have {self._parts.num_parts}.")
+            else:
+                self._parts = parts
+            self.model_family = []
+        if fingerprint and fingerprint not in self.model_family:
+            self.model_family.append(fingerprint)
+            self._dirty = True
+
+    def describe_misfit(self, name: str, num_parts: int) -> str:
+        """The one sentence that refuses a model with another number of slots."""
+        return (f"'{name}' has {num_parts} parts but this project's part table has "
+                f"{self._parts.num_parts if self._parts else 0}: its predictions cannot be stored here, and your "
+                "names, merges and edits would not fit it. Load the project's model, or annotate with this one in "
+                "another folder.")
+
     # ----- images -----------------------------------------------------------------------------------------------
     def scan(self, recursive: bool | None = None) -> list[str]:
         """Add the folder's images that the project does not know yet (as 'new'); returns their paths."""
-        if recursive is not None:
+        if recursive is not None and recursive != self.recursive:
             self.recursive = recursive
+            self._dirty = True
         added = []
         try:  # never annotate our own output when the project folder sits in the image folder without a dot
             own = Path(os.path.abspath(self.project_dir)).relative_to(os.path.abspath(self.images_folder)).as_posix()
@@ -251,15 +323,19 @@ class AnnotationProject:
         return added
 
     def add_image(self, relpath: str | os.PathLike, size: tuple[int, int] | None = None) -> ImageRecord:
-        """Register one image (the batch CLI adds what it predicts); a known image keeps its state."""
+        """Register one image or its size (the batch CLI adds what it predicts; the app, what a person paints on
+        before any prediction); a known image keeps its state."""
         relpath = normalize_relpath(relpath)
         record = self._records.get(relpath)
         if record is None:
             record = self._records[relpath] = ImageRecord(relpath)
             self._dirty = True
         if size is not None and record.size != tuple(size):
+            if record.has_edits:
+                raise MPAEError(f"'{relpath}' is now {size[1]}×{size[0]} but its edits are {record.size[1]}×"
+                                f"{record.size[0]}; the file was replaced: clear its edits first.")
             record.size = (int(size[0]), int(size[1]))
-            self._dirty = True
+            self._touch(record)
         return dataclasses.replace(record)
 
     def relpaths(self) -> list[str]:
@@ -276,9 +352,11 @@ class AnnotationProject:
 
     def record(self, relpath: str | os.PathLike) -> ImageRecord:
         """A copy of one image's record (change state through the project's methods)."""
+        self._refresh_present()
         return dataclasses.replace(self._record(relpath))
 
     def records(self) -> Iterator[ImageRecord]:
+        self._refresh_present()
         for record in self._records.values():
             yield dataclasses.replace(record)
 
@@ -288,11 +366,16 @@ class AnnotationProject:
             counts[record.status] += 1
         return counts
 
+    def untouched_relpaths(self) -> list[str]:
+        """Predicted images that nobody edited or reviewed: what a new model may predict again without asking."""
+        return [r.relpath for r in self._records.values() if r.has_prediction and not r.has_work]
+
     def part_image_counts(self) -> np.ndarray:
-        """[K] number of predicted images in which each model slot appears (from the index, no file reads)."""
+        """[K] number of images in which each model slot appears, edits included (from the index, no file reads)."""
+        self._refresh_present()
         counts = np.zeros(0 if self._parts is None else self._parts.num_parts, dtype=np.int64)
         for record in self._records.values():
-            if record.has_prediction and record.present:
+            if (record.has_prediction or record.has_edits) and record.present:
                 slots = [s for s in record.present if s < len(counts)]
                 np.add.at(counts, slots, 1)
         return counts
@@ -309,19 +392,28 @@ class AnnotationProject:
     def set_parts(self, parts: PartTable) -> None:
         """Replace the whole table (e.g. to undo a table change from a saved copy); the slot count must match."""
         if self._parts is not None and parts.num_parts != self._parts.num_parts:
-            raise ValueError(f"The new part table has {parts.num_parts} slots but this project's predictions have "
+            raise ValueError(f"The new part table has {parts.num_parts} parts but this project's predictions have "
                              f"{self._parts.num_parts}.")
+        if self._parts is not None and len(parts.user_labels) < len(self._parts.user_labels):
+            for label in self._parts.user_labels[len(parts.user_labels):]:
+                self._check_user_label_unused(label.value)
         self._parts = parts
 
     # ----- predictions ------------------------------------------------------------------------------------------
-    def set_prediction(self, relpath: str | os.PathLike, prediction: PartPrediction) -> None:
-        """Store the model's answer for an image (written at once); edits are kept, 'reviewed' is cleared."""
+    def set_prediction(self, relpath: str | os.PathLike, prediction: PartPrediction, *, model: str | None = None,
+                       stamp: FileStamp | None = None) -> None:
+        """Store the model's answer for an image (written at once). Edits and the review mark are kept: which images
+        may be predicted again is the caller's choice (see :meth:`untouched_relpaths`). ``model`` is the
+        predicting model's fingerprint; ``stamp`` the image file as it was read (default: as it is now)."""
+        self._check_writable()
         relpath = normalize_relpath(relpath)
         record = self._records.get(relpath) or ImageRecord(relpath)
         if self._parts is None:
             self._parts = PartTable.default(prediction.num_parts)
+        elif not self._parts.num_parts:  # user labels only (an import): the first model gives the slots
+            self._take_slots(PartTable.default(prediction.num_parts))
         elif prediction.num_parts != self._parts.num_parts:
-            raise MPAEError(f"The prediction for '{relpath}' has {prediction.num_parts} part slots but the project "
+            raise MPAEError(f"The prediction for '{relpath}' has {prediction.num_parts} parts but the project "
                             f"'{self.project_dir}' has {self._parts.num_parts}; use the project's checkpoint or start "
                             "a new project.")
         size = (int(prediction.image_size[0]), int(prediction.image_size[1]))
@@ -329,19 +421,31 @@ class AnnotationProject:
             raise MPAEError(f"'{relpath}' is now {size[1]}×{size[0]} but its edits are {record.size[1]}×"
                             f"{record.size[0]}; clear its edits before predicting it again.")
         logits16 = prediction.logits.detach().cpu().to(torch.float16)
-        write_npz(self._prediction_file(relpath), logits=logits16.numpy(), image_size=np.asarray(size, np.int64),
-                  presence=np.asarray(prediction.presence, bool),
-                  area=np.asarray(prediction.area, np.float32),
-                  part_confidence=np.asarray(prediction.part_confidence, np.float32),
-                  confidence=np.asarray(prediction.confidence, np.float64))
         stored = dataclasses.replace(prediction, logits=logits16.float(), image_size=size)
+        write_prediction_file(self._prediction_file(relpath), stored, torch.float16)
+        self.record_prediction(relpath, size=size, confidence=float(prediction.confidence),
+                               present=np.flatnonzero(np.asarray(prediction.presence, bool)), model=model,
+                               stamp=stamp if stamp is not None else file_stamp(self.images_folder / relpath))
         self._cache_prediction(relpath, stored)
-        record.size, record.confidence, record.error = size, float(prediction.confidence), None
+
+    def record_prediction(self, relpath: str | os.PathLike, *, size: tuple[int, int], confidence: float,
+                          present: Iterable[int], model: str | None, stamp: FileStamp | None) -> None:
+        """The index half of :meth:`set_prediction`, for a prediction file another process already wrote (a batch
+        run's encoders, :func:`write_prediction_file`); edits and the review mark are kept."""
+        self._check_writable()
+        relpath = normalize_relpath(relpath)
+        record = self._records.setdefault(relpath, ImageRecord(relpath))
+        # rounded once here, not at every save: index entries are kept as they were last written (see _touch)
+        record.size, record.confidence, record.error = (int(size[0]), int(size[1])), round(float(confidence), 6), None
         record.has_prediction = True
-        record.present = tuple(int(slot) for slot in np.flatnonzero(np.asarray(prediction.presence, bool)))
-        record.status = ImageStatus.EDITED if record.has_edits else ImageStatus.PREDICTED
-        self._records[relpath] = record
-        self._dirty = True
+        record.present = tuple(int(slot) for slot in present)
+        record.model = model
+        record.stamp = None if stamp is None else (int(stamp[0]), int(stamp[1]))
+        record.file_state = FileState.UNCHANGED
+        self._prediction_cache.pop(relpath, None)  # an older prediction of it may be cached
+        if record.has_edits:
+            self._present_stale.add(relpath)
+        self._touch(record)
 
     def prediction(self, relpath: str | os.PathLike) -> PartPrediction | None:
         """The stored prediction (float16-rounded logits as float32), or None when the image has none."""
@@ -355,78 +459,25 @@ class AnnotationProject:
         path = self._prediction_file(record.relpath)
         if not path.is_file():
             raise MPAEError(f"The prediction file '{path}' of '{record.relpath}' is missing; predict that image again.")
-        data = read_npz(path)
-        try:
-            prediction = PartPrediction(
-                logits=torch.from_numpy(data["logits"].astype(np.float32)),
-                image_size=(int(data["image_size"][0]), int(data["image_size"][1])),
-                presence=data["presence"].astype(bool), area=data["area"].astype(np.float64),
-                part_confidence=data["part_confidence"].astype(np.float64), confidence=float(data["confidence"]),
-            )
-        except (KeyError, IndexError, ValueError) as exc:
-            raise MPAEError(f"The prediction file '{path}' is damaged ({exc}); predict that image again.") from exc
+        prediction = read_prediction_file(path)
         self._cache_prediction(record.relpath, prediction)
         return prediction
 
     def set_error(self, relpath: str | os.PathLike, message: str) -> None:
-        """Record why an image could not be predicted (shown in the list; a batch goes on)."""
+        """Record why an image could not be predicted or read (shown in the list; a batch goes on). Earlier work
+        stays: an image with a prediction, edits or a review keeps them and its status."""
         relpath = normalize_relpath(relpath)
         record = self._records.setdefault(relpath, ImageRecord(relpath))
-        record.status, record.error = ImageStatus.ERROR, str(message)
-        self._dirty = True
+        record.error = str(message)
+        self._touch(record)
 
     def mark_reviewed(self, relpath: str | os.PathLike, reviewed: bool = True) -> None:
         """A person checked this image; editing it again makes it 'edited'."""
         record = self._record(relpath)
-        if reviewed:
-            if not (record.has_prediction or record.has_edits):
-                raise ValueError(f"'{record.relpath}' has no prediction or edits to review yet.")
-            record.status = ImageStatus.REVIEWED
-        elif record.status is ImageStatus.REVIEWED:
-            record.status = ImageStatus.EDITED if record.has_edits else ImageStatus.PREDICTED
-        self._dirty = True
-
-    # ----- edits ------------------------------------------------------------------------------------------------
-    def edits(self, relpath: str | os.PathLike) -> EditLayer:
-        """The image's edit layer (loaded or created); the project follows its changes and saves it on ``save``."""
-        record = self._record(relpath)
-        layer = self._edit_cache.get(record.relpath)
-        if layer is not None:
-            self._edit_cache.move_to_end(record.relpath)
-            return layer
-        layer = self._load_layer(record)
-        self._saved_versions[id(layer)] = layer.version
-        layer.on_change = lambda changed, rel=record.relpath: self._layer_changed(rel, changed)
-        self._cache_layer(record.relpath, layer)
-        return layer
-
-    def clear_edits(self, relpath: str | os.PathLike) -> None:
-        """Drop every edit of the image (undoable on its layer until saved)."""
-        record = self._record(relpath)
-        if record.has_edits or record.relpath in self._edit_cache:
-            self.edits(record.relpath).clear()
-
-    def label_map(self, relpath: str | os.PathLike) -> np.ndarray:
-        """The final [H, W] uint16 label values at the image's own size: prediction, then the person's edits."""
-        record = self._record(relpath)
-        prediction = self.prediction(record.relpath)
-        if prediction is not None:
-            base = prediction.label_map()
-        elif record.has_edits and record.size is not None:
-            base = np.zeros(record.size, dtype=np.uint8)
-        else:
-            raise MPAEError(f"'{record.relpath}' has no prediction yet; predict it before using its label map.")
-        layer = self._edit_cache.get(record.relpath)
-        if layer is None and record.has_edits:
-            layer = self._load_layer(record)  # read for this call only, not cached: exports walk every image
-        return base.astype(np.uint16) if layer is None else layer.composed(base)
-
-    def iter_label_maps(self, statuses: Iterable[ImageStatus] = EXPORTABLE) -> Iterator[tuple[str, np.ndarray]]:
-        """(relpath, label map) for every image with one of ``statuses``, one at a time (what exports consume)."""
-        wanted = {ImageStatus(s) for s in statuses}
-        for record in list(self._records.values()):
-            if record.status in wanted and (record.has_prediction or record.has_edits):
-                yield record.relpath, self.label_map(record.relpath)
+        if reviewed and not (record.has_prediction or record.has_edits):
+            raise ValueError(f"'{record.relpath}' has no prediction or edits to review yet.")
+        record.reviewed = bool(reviewed)
+        self._touch(record)
 
     # ----- internals --------------------------------------------------------------------------------------------
     def _record(self, relpath: str | os.PathLike) -> ImageRecord:
@@ -436,66 +487,52 @@ class AnnotationProject:
         except KeyError:
             raise KeyError(f"'{key}' is not an image of the project '{self.project_dir}'.") from None
 
+    def _touch(self, record: ImageRecord) -> None:
+        """Note that a record changed: its index entry is made again at the next save. The others keep theirs, so
+        a save of 10,000 images costs the GUI thread a list of cached entries, not 10,000 new ones."""
+        self._record_dicts.pop(record.relpath, None)
+        self._dirty = True
+
+    def _record_dict(self, record: ImageRecord) -> dict[str, Any]:
+        entry = self._record_dicts.get(record.relpath)
+        if entry is None:
+            entry = self._record_dicts[record.relpath] = record.to_dict()  # never changed later: a job may hold it
+        return entry
+
+    def _commit(self, path: Path, seq: int, tmp: str | None) -> None:
+        """Move a written temporary file into place (or, with ``tmp`` None, remove the file) unless a newer write of
+        the same file landed first: the background saver and the GUI thread (an edit layer leaving the cache, a save
+        on closing) may write one file at once, and an older version must never land last."""
+        with self._write_lock:
+            if self._written_seq.get(path, -1) > seq:
+                if tmp is not None:
+                    os.unlink(tmp)
+                return
+            if tmp is None:
+                path.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
+            self._written_seq[path] = seq
+
+    def _take_slots(self, model_table: PartTable) -> None:
+        """Give a table without slots the model's slots; cached edit layers then accept the new slot values."""
+        self._parts = self._parts.with_model_slots(model_table)  # type: ignore[union-attr]
+        for layer in self._edit_cache.values():
+            layer.num_parts = self._parts.num_parts
+        self._dirty = True
+
+    def _check_writable(self) -> None:
+        if self.read_only is not None:
+            raise MPAEError(f"'{self.project_dir}' is read-only here: {self.read_only}.")
+
     def _prediction_file(self, relpath: str) -> Path:
         return self.project_dir / "predictions" / f"{relpath}.npz"
-
-    def _edit_file(self, relpath: str) -> Path:
-        return self.project_dir / "edits" / f"{relpath}.png"
 
     def _cache_prediction(self, relpath: str, prediction: PartPrediction) -> None:
         self._prediction_cache[relpath] = prediction
         self._prediction_cache.move_to_end(relpath)
         while len(self._prediction_cache) > self.prediction_cache_size:
             self._prediction_cache.popitem(last=False)
-
-    def _load_layer(self, record: ImageRecord) -> EditLayer:
-        if record.size is None:
-            raise MPAEError(f"'{record.relpath}' has no known size yet; predict it before editing.")
-        num_parts = None if self._parts is None else self._parts.num_parts
-        path = self._edit_file(record.relpath)
-        if not path.is_file():
-            if record.has_edits:
-                logger.warning("The edits of %s are missing (%s); starting from the prediction", record.relpath, path)
-            return EditLayer(record.size, num_parts=num_parts)
-        data = read_uint16_png(path)
-        try:
-            return EditLayer(record.size, data, num_parts=num_parts)
-        except ValueError as exc:
-            raise MPAEError(f"The edit layer '{path}' does not fit '{record.relpath}': {exc} Delete it to drop that "
-                            "image's edits.") from exc
-
-    def _cache_layer(self, relpath: str, layer: EditLayer) -> None:
-        self._edit_cache[relpath] = layer
-        self._edit_cache.move_to_end(relpath)
-        while len(self._edit_cache) > self.edit_cache_size:
-            old_relpath, old = self._edit_cache.popitem(last=False)
-            self._save_layer(old_relpath, old)  # its undo history goes with it
-            self._saved_versions.pop(id(old), None)  # a view still holding it re-enters the cache on its next change
-
-    def _layer_changed(self, relpath: str, layer: EditLayer) -> None:
-        cached = self._edit_cache.get(relpath)
-        if cached is not layer:
-            if cached is not None:
-                logger.warning("Two edit layers of %s were changed; keeping the one changed last", relpath)
-                self._saved_versions.pop(id(cached), None)
-            self._cache_layer(relpath, layer)
-        record = self._records[relpath]
-        record.has_edits = layer.has_edits
-        if layer.has_edits:
-            record.status = ImageStatus.EDITED
-        elif record.status in (ImageStatus.EDITED, ImageStatus.REVIEWED):
-            record.status = ImageStatus.PREDICTED if record.has_prediction else ImageStatus.NEW
-        self._dirty = True
-
-    def _save_layer(self, relpath: str, layer: EditLayer) -> None:
-        if self._saved_versions.get(id(layer)) == layer.version:
-            return
-        path = self._edit_file(relpath)
-        if layer.has_edits:
-            write_uint16_png(path, layer.data)
-        elif path.exists():
-            path.unlink()
-        self._saved_versions[id(layer)] = layer.version
 
     def _portable(self, path: Path) -> str:
         """Relative to the project folder when both live in the image folder (so the folder can move), else absolute."""
@@ -504,27 +541,3 @@ class AnnotationProject:
         project = Path(os.path.abspath(self.project_dir))
         movable = folder in project.parents and (absolute == folder or folder in absolute.parents)
         return Path(os.path.relpath(absolute, project)).as_posix() if movable else str(absolute)
-
-
-def _upgrade(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Check the format and bring an older index up to the current version, or say why it cannot be."""
-    if data.get("format") != PROJECT_FORMAT:
-        raise MPAEError(f"'{path}' is not an MPAE Annotator project index (format {data.get('format')!r}); choose "
-                        "the folder of a project made by this app.")
-    version = data.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise MPAEError(f"'{path}' has no valid format version ({version!r}); restore it from a backup.")
-    if version > PROJECT_VERSION:
-        raise MPAEError(f"'{path}' was written by a newer MPAE Annotator (project format {version}, this version "
-                        f"reads up to {PROJECT_VERSION}); update the app to open it.")
-    while version < PROJECT_VERSION:
-        migrate = MIGRATIONS.get(version)
-        if migrate is None:
-            raise MPAEError(f"'{path}' uses project format {version}, which this version cannot upgrade (it reads "
-                            f"formats {min([PROJECT_VERSION, *MIGRATIONS])}..{PROJECT_VERSION}); create the project "
-                            "again.")
-        data = migrate(data)
-        version += 1
-        data["format_version"] = version
-        logger.info("Upgraded %s to project format %d", path, version)
-    return data

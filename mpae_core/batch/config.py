@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..annotation.formats import EXPORT_FORMATS, check_coco_style, parse_export_formats
 from ..errors import MPAEError
 
 
-FORMATS = ("png", "coco")
+FORMATS = EXPORT_FORMATS
+DEFAULT_FORMATS = ("png", "coco")
+#: Formats written at the end of a run from the PNG masks (which the run then writes even without 'png').
+DERIVED_FORMATS = ("yolo", "labelme", "cvat", "voc")
 REPORT_FORMAT = "mpae-batch-report"
 REPORT_VERSION = 1
 CACHE_DIR = ".mpae-batch"
@@ -18,7 +22,8 @@ DONE_STATUSES = (OK, SKIPPED)  # what a re-run may skip (skipped = finished by a
 
 
 class BatchUsageError(MPAEError):
-    """The run cannot start (bad folder, option or device): the CLI exits with code 2."""
+    """The run cannot start (bad folder, option or device) or cannot go on (a decoding worker process failed): the
+    CLI exits with code 2."""
 
 
 # ----- configuration and results ------------------------------------------------------------------------------------
@@ -29,7 +34,8 @@ class BatchConfig:
     images: Path
     checkpoint: Path | None
     out: Path
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    coco_style: str = "rle"  # "polygons": coco.json with polygon outlines, derived at the end like yolo etc.
     device: str = "auto"
     batch_size: int = 8
     recursive: bool = False
@@ -51,6 +57,10 @@ class BatchConfig:
         self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
         self.backbone_weights = Path(self.backbone_weights) if self.backbone_weights else None
         self.formats = parse_formats(self.formats)
+        try:
+            self.coco_style = check_coco_style(self.coco_style)
+        except ValueError as exc:
+            raise BatchUsageError(f"--coco-style: {exc}") from None
         if self.batch_size < 1:
             raise BatchUsageError(f"--batch-size must be at least 1, got {self.batch_size}.")
         if self.workers is not None and self.workers < 0:
@@ -97,12 +107,15 @@ def available_cpus() -> int:
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     """'png,coco' or a sequence → a tuple in canonical order; unknown names are a usage error."""
-    names = formats.split(",") if isinstance(formats, str) else list(formats)
-    chosen = {n.strip().lower() for n in names if n.strip()}
-    unknown = chosen - set(FORMATS)
-    if unknown or not chosen:
-        raise BatchUsageError(f"Unknown output format(s) {sorted(unknown) or 'none'}; choose png, coco or png,coco.")
-    return tuple(f for f in FORMATS if f in chosen)
+    try:
+        return parse_export_formats(formats)
+    except ValueError as exc:
+        raise BatchUsageError(str(exc).replace("export format", "output format")) from None
+
+
+def derived_formats(formats: Sequence[str], coco_style: str) -> tuple[str, ...]:
+    """The formats a run writes at its end from the PNG masks: yolo, labelme, cvat, voc, and coco as polygons."""
+    return tuple(f for f in formats if f in DERIVED_FORMATS or (f == "coco" and coco_style == "polygons"))
 
 
 @dataclass
@@ -114,6 +127,8 @@ class ImageResult:
     error: str | None = None
     mask: str | None = None
     seconds: float = 0.0
+    # what an encoder wrote into the batch's project for this image (see batch.store); not part of the report
+    stored: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "status": self.status, "error": self.error, "mask": self.mask,
@@ -144,6 +159,7 @@ class BatchReport:
     cancelled: bool = False
     report_path: Path | None = None
     coco_path: Path | None = None
+    project_dir: Path | None = None  # the project to open in the app for review (OUT/.mpae)
     rank: int = 0
     world_size: int = 1
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from ..annotation.records import file_stamp
 from ..images import ImageLoadError, load_image
 from ..inference import resize_for_model
 from ..resize import resize_like_pillow
@@ -37,7 +38,7 @@ class ImageDataset(torch.utils.data.Dataset):
         item = self.items[i]
         start = time.perf_counter()
         record: dict[str, Any] = {"index": item.index, "relpath": item.relpath, "pixels": None, "size": None,
-                                  "error": None}
+                                  "error": None, "stamp": file_stamp(item.path)}  # the file as read (the project)
         try:
             image = load_image(item.path)
             record["size"] = (image.height, image.width)

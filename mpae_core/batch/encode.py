@@ -22,7 +22,8 @@ from ..annotation.parts import PartTable
 from ..annotation.storage import atomic_write_json
 from ..inference import channel_lut, label_map_at
 from ..worker_signals import ignore_stop_signals
-from .config import CACHE_DIR, ERROR, OK, ImageResult
+from .config import CACHE_DIR, ERROR, OK, ImageResult, derived_formats
+from .store import PredictionFiles
 
 ARENA_BYTES_PER_MAP = 2 * 2**20  # room for a 2 MP map (1600x1200) per image of a chunk; larger ones are pickled
 
@@ -37,6 +38,22 @@ class Outputs:
     mask_names: dict[str, str]
     formats: tuple[str, ...]
     png: PngMaskWriter | None = None
+    coco_style: str = "rle"
+    predictions: PredictionFiles | None = None  # the project's prediction files (batch.store)
+
+    @property
+    def coco_rle(self) -> bool:
+        """COCO RLE, cached per image by the encoders; COCO polygons are derived at the end like yolo etc."""
+        return "coco" in self.formats and self.coco_style == "rle"
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        return derived_formats(self.formats, self.coco_style)
+
+    @property
+    def writes_masks(self) -> bool:
+        """PNG masks are written when asked for and whenever a format is derived from them at the end."""
+        return "png" in self.formats or bool(self.derived)
 
     @functools.cached_property
     def channel_to_export(self) -> np.ndarray:
@@ -53,7 +70,7 @@ class Outputs:
 @dataclass
 class EncodeJob:
     """One predicted image on its way to an encoder process: its logits (small: Q × 16 × 16 floats), from which the
-    encoder makes the label map, or the export-index map already made on the device."""
+    encoder makes the label map unless the device made it (``indices``), and the project's prediction file."""
 
     index: int
     relpath: str
@@ -62,6 +79,7 @@ class EncodeJob:
     logits: np.ndarray | None = None
     indices: np.ndarray | None = None
     shared_at: int | None = None  # byte offset of the indices in the encoders' MapArena, instead of ``indices``
+    stamp: tuple[int, int] | None = None  # the image file as it was read
 
 
 class MapArena:
@@ -98,8 +116,8 @@ class MapArena:
 
 
 def encode_image(outputs: Outputs, job: EncodeJob) -> ImageResult:
-    """Logits → full-resolution export-index map (unless the device made it) → PNG and/or cached RLE; a write
-    failure fails this image only."""
+    """Logits → full-resolution export-index map (unless the device made it) → PNG and/or cached RLE, and the
+    project's prediction file; a write failure fails this image only."""
     start = time.perf_counter()
     relpath = job.relpath
     try:
@@ -111,13 +129,16 @@ def encode_image(outputs: Outputs, job: EncodeJob) -> ImageResult:
             indices = label_map_at(job.logits, job.size, lut=outputs.channel_to_export)
         if outputs.png is not None:
             outputs.png.add_indices(relpath, indices)
-        if "coco" in outputs.formats:
+        if outputs.coco_rle:
             write_cache(outputs.cache_path(relpath), relpath, indices.shape, coco_annotations_for(indices))
+        stored = None
+        if outputs.predictions is not None and job.logits is not None:
+            stored = outputs.predictions.write(relpath, job.logits, job.size, job.stamp)
     except OSError as exc:
         return ImageResult(relpath, ERROR, f"Cannot write the outputs of '{relpath}': {exc.strerror or exc}.",
                            seconds=job.seconds + time.perf_counter() - start)
     mask = outputs.mask_relpath(relpath) if outputs.png is not None else None
-    return ImageResult(relpath, OK, mask=mask, seconds=job.seconds + time.perf_counter() - start)
+    return ImageResult(relpath, OK, mask=mask, seconds=job.seconds + time.perf_counter() - start, stored=stored)
 
 
 _ENCODER_OUTPUTS: Outputs | None = None

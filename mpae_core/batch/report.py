@@ -56,12 +56,15 @@ def previous_statuses(out: Path, fingerprint: str | None) -> dict[str, str]:
 
 def is_finished(outputs: Outputs, relpath: str, previous: dict[str, str]) -> bool:
     """Done by an earlier run: the report says so and the outputs this run needs are there."""
-    if previous.get(relpath) not in DONE_STATUSES:
-        return False
+    return previous.get(relpath) in DONE_STATUSES and has_outputs(outputs, relpath)
+
+
+def has_outputs(outputs: Outputs, relpath: str) -> bool:
+    """The outputs this run needs for the image are there (made by an earlier run)."""
     mask_there = (outputs.out / outputs.mask_relpath(relpath)).is_file()
-    if "png" in outputs.formats and not mask_there:
+    if outputs.writes_masks and not mask_there:
         return False
-    return "coco" not in outputs.formats or mask_there or outputs.cache_path(relpath).is_file()
+    return not outputs.coco_rle or mask_there or outputs.cache_path(relpath).is_file()
 
 
 def versions() -> dict[str, str]:
@@ -109,6 +112,7 @@ def report_dict(config: BatchConfig, report: BatchReport, model, fingerprint: st
                        "format": info.source_format, "fingerprint": fingerprint, "num_parts": model.cfg.num_parts,
                        "backbone": model.cfg.backbone, "image_size": model.cfg.image_size},
         "device": report.device, "world_size": report.world_size, "formats": list(config.formats),
+        "coco_style": config.coco_style,
         "batch_size": config.batch_size, "versions": versions(), "cancelled": report.cancelled,
         "totals": report.totals(),
         "errors": [{"file": r.file, "error": r.error} for r in report.failed],

@@ -13,18 +13,22 @@ import numpy as np
 import torch
 
 from ..annotation.export import PngMaskWriter, unique_mask_relpaths, write_label_files
+from ..annotation.export_folder import ExportRecorder
 from ..annotation.parts import PartTable
 from ..checkpoint import load_checkpoint
 from ..inference import Predictor
 from ..resize import matches_installed_pillow
+from ..worker_signals import DataWorkerError, worker_batches
 from .config import (CACHE_DIR, CANCELLED, ERROR, OK, SKIPPED, BatchConfig, BatchProgress, BatchReport,
                      BatchUsageError, ImageResult, ProgressCallback)
 from .decode import make_loader, model_input
+from .derived import derived_writer, write_derived
 from .encode import EncodeJob, Encoders, Outputs
 from .listing import ImageItem, collect_images
-from .report import (checkpoint_fingerprint, describe_device, is_finished, previous_statuses, report_dict, write_coco,
-                     write_report)
+from .report import (checkpoint_fingerprint, describe_device, has_outputs, is_finished, previous_statuses, report_dict,
+                     write_coco, write_report)
 from .shards import Shard, barrier, init_distributed, merge_ranks, rank_file_paths
+from .store import BatchStore
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +62,17 @@ def _pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
 def predict_jobs(predictor: Predictor, batch: dict, good: list[dict], pad_to: int,
                  maps_lut: np.ndarray | None) -> list[EncodeJob]:
     """One model call for a batch's readable images → their encode jobs: logits for the encoders to turn into
-    label maps, or (``maps_lut`` given) the export-index maps made on the device."""
+    label maps and prediction files, and (``maps_lut`` given) the export-index maps made on the device."""
     start = time.perf_counter()
     padded = _pad(model_input(batch, good, predictor.image_size, predictor.device), pad_to)
     if maps_lut is None:
         logits = predictor.logits(padded)[: len(good)].numpy()
         payloads = [{"logits": row} for row in logits]
     else:
-        maps = predictor.maps_at_sizes(padded, [r["size"] for r in good], maps_lut)
-        payloads = [{"indices": indices} for indices in maps]
+        device_logits, maps = predictor.logits_and_maps(padded, [r["size"] for r in good], maps_lut)
+        payloads = [{"indices": indices, "logits": row} for indices, row in zip(maps, device_logits.numpy())]
     share = (time.perf_counter() - start) / len(good)
-    return [EncodeJob(r["index"], r["relpath"], r["size"], r["seconds"] + share, **payload)
+    return [EncodeJob(r["index"], r["relpath"], r["size"], r["seconds"] + share, stamp=r.get("stamp"), **payload)
             for r, payload in zip(good, payloads)]
 
 
@@ -88,8 +92,9 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
             for index, result in zip(indices, future.result()):
                 tally.add(index, result)
 
+    batches = worker_batches(loader)
     try:
-        for batch in loader:
+        for batch in batches:
             if cancel is not None and cancel.is_set():
                 stopped = True
                 break
@@ -107,7 +112,10 @@ def predict_and_encode(predictor: Predictor, loader: torch.utils.data.DataLoader
     except KeyboardInterrupt:
         logger.warning("Interrupted; finishing the images already predicted.")
         stopped = True
+    except DataWorkerError as exc:  # the CLI reports usage errors in one line and exits 2
+        raise BatchUsageError(str(exc)) from None
     finally:
+        batches.close()  # the decoding workers stop now, however the loop ended
         collect(block=True)
     return stopped
 
@@ -166,6 +174,7 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
     shard = shard or Shard.from_env()
     items = collect_images(config.images, config.out, config.recursive)
     _check_out(config.out, create=False)  # created only once the model has loaded
+    recorder = ExportRecorder(config.out, tool="batch", source=config.images.resolve()) if shard.rank == 0 else None
     device = predictor.device if predictor is not None else _resolve_device(shard.device(config.device))
     joined = init_distributed(shard, device) if shard.distributed else False
     try:
@@ -178,20 +187,41 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
         table = PartTable.from_model_info(model.info.part_names, model.info.part_colors)
         fingerprint = (checkpoint_fingerprint(config.checkpoint) if config.checkpoint is not None
                        and config.checkpoint.is_file() else None)
-        outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats)
-        if shard.rank == 0:
-            write_label_files(table.export_labels(), config.out)
-        (config.out / CACHE_DIR).mkdir(exist_ok=True)  # also marks OUT as a batch output for later listings
-        if "png" in config.formats:
-            outputs.png = PngMaskWriter(config.out, table, mask_names=outputs.mask_names, write_labels=False)
-        mine = shard.take(items)
-        report = _run_shard(config, predictor, outputs, mine, fingerprint, progress, cancel, started, shard)
-        _write_rank_files(config, outputs, report, model, fingerprint, shard)
-        if shard.distributed:
-            barrier(device)
+        store = BatchStore.open(config, items, model, table, shard)  # refuses before anything is written
+        try:
+            if recorder is not None:
+                recorder.begin()
+            outputs = Outputs(config.out, table, unique_mask_relpaths(i.relpath for i in items), config.formats,
+                              coco_style=config.coco_style, predictions=store.files)
             if shard.rank == 0:
-                report = merge_ranks(config, report, items, started, shard)
+                write_label_files(table.export_labels(), config.out)
+            (config.out / CACHE_DIR).mkdir(exist_ok=True)  # also marks OUT as a batch output for later listings
+            if outputs.writes_masks:
+                outputs.png = PngMaskWriter(config.out, table, mask_names=outputs.mask_names, write_labels=False)
+            mine = shard.take(items)
+            report = _run_shard(config, predictor, outputs, store, mine, fingerprint, progress, cancel, started,
+                                shard)
+            store.hand_in(report.images)
+            _write_rank_files(config, outputs, report, model, fingerprint, shard)
+            if shard.distributed:
+                barrier(device)
+                if shard.rank == 0:
+                    report = merge_ranks(config, report, items, started, shard,
+                                         finish=derived_writer(config, outputs))
+                    store.merge_ranks()
+            report.project_dir = store.project_dir
+        finally:
+            store.close()
+        if recorder is not None:
+            _record_outputs(recorder, outputs, items, report)
         return report
+    except BaseException:
+        if recorder is not None and recorder.began:
+            try:  # what was written so far joins OUT's export list, so a later run knows it; nothing is deleted
+                recorder.finish(complete=False, images=0)
+            except OSError as exc:
+                logger.warning("Could not record the unfinished run in %s: %s", config.out, exc)
+        raise
     finally:
         if joined:
             import torch.distributed as dist
@@ -199,20 +229,28 @@ def run_batch(config: BatchConfig, *, progress: ProgressCallback | None = None,
             dist.destroy_process_group()
 
 
-def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine: list[ImageItem],
+def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, store: BatchStore, mine: list[ImageItem],
                fingerprint: str | None, progress: ProgressCallback | None, cancel: threading.Event | None,
                started: float, shard: Shard) -> BatchReport:
+    """Predict this rank's images but those finished earlier (report, outputs and project agree) and those a
+    person edited or reviewed in the project (never predicted again, not even with --overwrite)."""
     previous = {} if config.overwrite else previous_statuses(config.out, fingerprint)
     tally = _Tally(len(mine), progress)
-    todo = []
+    todo, left_alone = [], 0
     for item in mine:
-        if is_finished(outputs, item.relpath, previous):
-            mask = outputs.mask_relpath(item.relpath) if "png" in config.formats else None
+        mask = outputs.mask_relpath(item.relpath) if "png" in config.formats else None
+        if store.leaves_alone(item.relpath):
+            left_alone += 1
+            there = has_outputs(outputs, item.relpath)
+            tally.add(item.index, ImageResult(item.relpath, SKIPPED, mask=mask) if there
+                      else store.left_alone_error(item.relpath))
+        elif is_finished(outputs, item.relpath, previous) and store.holds(item):
             tally.add(item.index, ImageResult(item.relpath, SKIPPED, mask=mask))
         else:
             todo.append(item)
-    logger.info("%d images to predict, %d finished earlier (rank %d of %d)", len(todo), len(mine) - len(todo),
-                shard.rank, shard.world_size)
+    logger.info("%d images to predict, %d finished earlier, %d edited or reviewed in %s left alone (rank %d of %d)",
+                len(todo), len(mine) - len(todo) - left_alone, left_alone, store.project_dir, shard.rank,
+                shard.world_size)
     stopped = False
     if todo:
         max_pending = 2 * max(1, config.num_encoders)
@@ -235,8 +273,25 @@ def _run_shard(config: BatchConfig, predictor: Predictor, outputs: Outputs, mine
 
 def _write_rank_files(config: BatchConfig, outputs: Outputs, report: BatchReport, model, fingerprint: str | None,
                       shard: Shard) -> None:
-    """This process's coco and report files (the final ones when there is one rank)."""
+    """This process's coco and report files (the final ones when there is one rank), and with one rank the formats
+    derived from the masks (with several, rank 0 writes those once every rank is done)."""
     coco_path, report_path = rank_file_paths(config.out, shard)
-    if "coco" in config.formats:
+    if outputs.coco_rle:
         report.coco_path = write_coco(outputs, report.images, coco_path)
+    if not shard.distributed:
+        report.coco_path = write_derived(config, outputs, report.images).get("coco", report.coco_path)
     report.report_path = write_report(report_path, report_dict(config, report, model, fingerprint))
+
+
+def _record_outputs(recorder: ExportRecorder, outputs: Outputs, items: list[ImageItem], report: BatchReport) -> None:
+    """The files of OUT that this run wrote or still owns (every listed image's mask and cached RLE) go into its
+    export list; after a complete run, a batch run's earlier files for images no longer listed are deleted (an
+    app export that was there is never trimmed by a batch run)."""
+    keep = [path for item in items
+            for path in (outputs.out / outputs.mask_relpath(item.relpath), outputs.cache_path(item.relpath))]
+    earlier = recorder.previous_marker
+    removed = recorder.finish(complete=not report.cancelled, images=report.count(OK) + report.count(SKIPPED),
+                              keep=keep, remove_stale=earlier is None or earlier.tool == "batch")
+    if removed:
+        logger.info("Removed %d files of earlier runs for images that are no longer in %s", len(removed),
+                    outputs.out)

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -83,8 +83,9 @@ def rank_file_paths(out: Path, shard: Shard) -> tuple[Path, Path]:
 
 
 def merge_ranks(config: BatchConfig, mine: BatchReport, items: Sequence[ImageItem], started: float,
-                 shard: Shard) -> BatchReport:
-    """Rank 0: one coco.json and report.json from every rank's parts, which are then removed."""
+                shard: Shard, finish: Callable[[list[ImageResult]], Path | None] | None = None) -> BatchReport:
+    """Rank 0: one coco.json and report.json from every rank's parts, which are then removed. ``finish(results)``
+    runs before the report is written (the formats derived from the masks; it returns a COCO file it wrote)."""
     coco_parts = [config.out / f"coco.rank{r}.json" for r in range(shard.world_size)]
     report_parts = [config.out / f"report.rank{r}.json" for r in range(shard.world_size)]
     parts = [json.loads(p.read_text(encoding="utf-8")) for p in report_parts]
@@ -94,8 +95,10 @@ def merge_ranks(config: BatchConfig, mine: BatchReport, items: Sequence[ImageIte
     devices = sorted({part["device"] for part in parts})
     merged = BatchReport(config.out, results, time.perf_counter() - started, ", ".join(devices),
                          cancelled=any(part["cancelled"] for part in parts), world_size=shard.world_size)
-    if "coco" in config.formats:
+    if "coco" in config.formats and config.coco_style == "rle":
         merged.coco_path = merge_coco_parts(coco_parts, config.out / "coco.json")
+    if finish is not None:
+        merged.coco_path = finish(results) or merged.coco_path
     data = dict(parts[0], device=merged.device, cancelled=merged.cancelled, totals=merged.totals(),
                 errors=[{"file": r.file, "error": r.error} for r in merged.failed],
                 images=[r.to_dict() for r in results], devices=[part["device"] for part in parts])

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .base import DatasetFormatError, DatasetLayoutError, ImageDataset
+from .base import DatasetEntryError, DatasetFormatError, DatasetLayoutError, ImageDataset
 from .collate import collate
 from .datasets import (CUBDataset, CelebADataset, GTMaskFn, ImageFolderDataset, PartImageNetDataset)
 from .transforms import AugmentConfig, eval_transform, squash_points, train_transform
 
 DATASET_NAMES = ("cub", "celeba", "partimagenet_ood", "partimagenet_seg", "folder")
 
-__all__ = ["AugmentConfig", "CUBDataset", "CelebADataset", "DATASET_NAMES", "DatasetFormatError",
+__all__ = ["AugmentConfig", "CUBDataset", "CelebADataset", "DATASET_NAMES", "DatasetEntryError", "DatasetFormatError",
            "DatasetLayoutError", "GTMaskFn", "ImageDataset", "ImageFolderDataset", "PartImageNetDataset",
            "build_dataset", "collate", "eval_transform", "squash_points", "train_transform"]
 

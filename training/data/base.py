@@ -2,7 +2,9 @@
 
 Policy for an image that cannot be read (``mpae_core.images.ImageLoadError``): in training it is logged once per
 process with the file and the reason, counted, and the next sample is used instead, so one bad JPEG does not end an
-epoch; in evaluation it is raised, because a metric silently computed on fewer images is wrong.
+epoch; in evaluation it is raised, because a metric silently computed on fewer images is wrong.  Any other failure
+of a sample (a malformed annotation, a bug) is raised as :class:`DatasetEntryError`, one sentence naming the sample's
+file, so that it reads the same when it happens in a DataLoader worker process.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from torch.utils.data import Dataset
 from mpae_core.errors import MPAEError
 from mpae_core.images import ImageLoadError, load_image
 
+from .reference_pixels import read_rgb
 from .transforms import AugmentConfig, eval_transform, train_transform
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,10 @@ class DatasetLayoutError(MPAEError, FileNotFoundError):
 
 class DatasetFormatError(MPAEError, ValueError):
     """A dataset file exists but its content does not have the expected format."""
+
+
+class DatasetEntryError(DatasetFormatError):
+    """One sample cannot be loaded for a reason other than an unreadable image; the message names its file."""
 
 
 def require_dir(path: Path, dataset: str, what: str, advice: str) -> Path:
@@ -83,6 +90,8 @@ class ImageDataset(Dataset):
     dataset_name = "dataset"
     #: consecutive unreadable samples tolerated before training gives up
     max_substitutions = 16
+    #: decode with OpenCV, as the reference's loaders do (the benchmarks); else with the project's loader
+    opencv_decode = False
 
     def __init__(self, image_size: int, train: bool, augment: AugmentConfig | None = None) -> None:
         self.image_size = image_size
@@ -102,7 +111,10 @@ class ImageDataset(Dataset):
 
     def load(self, index: int) -> tuple[Image.Image, tuple[int, int]]:
         """The image to transform and the (width, height) of the file as loaded (the keypoint frame)."""
-        image = load_image(self.image_path(index))
+        if self.opencv_decode:
+            image = Image.fromarray(read_rgb(self.image_path(index)))
+        else:
+            image = load_image(self.image_path(index))
         return image, image.size
 
     def labels(self, index: int) -> dict[str, Any]:
@@ -120,6 +132,15 @@ class ImageDataset(Dataset):
         return int(self._skips.item())
 
     def _item(self, index: int) -> dict[str, Any]:
+        try:
+            return self._unchecked_item(index)
+        except (MPAEError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of one sample must name its file, also from a worker
+            raise DatasetEntryError(f"{self.dataset_name}: sample {index} ({self.image_path(index)}) cannot be "
+                                    f"loaded ({type(exc).__name__}: {exc}); fix or remove its entry.") from exc
+
+    def _unchecked_item(self, index: int) -> dict[str, Any]:
         image, size = self.load(index)
         item: dict[str, Any] = {"image": self.transform(image), "index": index, "path": str(self.image_path(index))}
         item.update(self.labels(index))

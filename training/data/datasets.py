@@ -2,7 +2,8 @@
 
 ``train=True`` applies the reference augmentation and returns only what training needs ('image', 'index', 'path'
 and cheap labels); ``train=False`` applies the eval squash and adds the evaluation targets, in the S×S squashed
-frame.  Annotation files are read once, at construction; images are read per item with the project's one loader.
+frame.  Annotation files are read once, at construction.  The benchmarks' images are decoded with OpenCV, as the
+reference's loaders do (:mod:`.reference_pixels`); a plain image folder uses the project's one loader.
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mpae_core.images import list_images, load_image
+from mpae_core.images import list_images
 
 from .base import (DatasetFormatError, DatasetLayoutError, ImageDataset, dataset_root, format_error, read_lines,
                    relative_path, require_dir, require_file)
-from .transforms import AugmentConfig, squash_bilinear, squash_points
+from .reference_pixels import read_rgb, squash_rgb
+from .transforms import AugmentConfig, squash_points
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,6 @@ GTMaskFn = Callable[[list[dict[str, Any]], int, int], np.ndarray]
 
 CUB_NUM_PARTS = 15
 CELEBA_NUM_LANDMARKS = 5  # left eye, right eye, nose, left mouth corner, right mouth corner
-CELEBA_PRESIZE = 224  # the reference squashes every CelebA image to 224×224 first (CelebA.py:83)
 
 
 def _check_split(dataset: str, split: str, splits: Sequence[str]) -> str:
@@ -50,6 +51,7 @@ class CUBDataset(ImageDataset):
     """
 
     dataset_name = "CUB"
+    opencv_decode = True
     SPLITS = {"train": "train_list.txt", "test": "test_list.txt"}
     ADVICE = ("download CUB-200-2011 (https://www.vision.caltech.edu/datasets/cub_200_2011/) and the MPAE split lists "
               "into that folder")
@@ -126,13 +128,13 @@ class CUBDataset(ImageDataset):
         if missing:
             raise DatasetFormatError(f"CUB: {path} has no box for image id {missing[0]} "
                                      f"({len(missing)} of the {self.split} images have none); use the full CUB file.")
-        return np.array([boxes[i] for i in self.image_ids], dtype=np.float32).reshape(-1, 4)
+        return np.array([boxes[i] for i in self.image_ids], dtype=np.float64).reshape(-1, 4)
 
     def _read_parts(self) -> tuple[np.ndarray, np.ndarray]:
         path = require_file(self.root / "parts" / "part_locs.txt", "CUB",
                             "lines '<id> <part 1..15> x y visible'", self.ADVICE)
         row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
-        points = np.full((len(self.image_ids), CUB_NUM_PARTS, 2), np.nan, dtype=np.float32)
+        points = np.full((len(self.image_ids), CUB_NUM_PARTS, 2), np.nan, dtype=np.float64)
         visible = np.zeros((len(self.image_ids), CUB_NUM_PARTS), dtype=bool)
         for image_id, part, x, y, flag in self._read_table(path, 5, "'<image_id> <part 1..15> x y visible'"):
             row = row_of.get(int(image_id))
@@ -164,7 +166,7 @@ class CUBDataset(ImageDataset):
         width, height = size
         s = self.image_size
         x, y, w, h = self.bboxes[index]
-        bbox = np.array([x * s / width, y * s / height, w * s / width, h * s / height], dtype=np.float32)
+        bbox = np.concatenate([squash_points([x, y], width, height, s), squash_points([w, h], width, height, s)])
         return {"keypoints": torch.from_numpy(squash_points(self.keypoints[index], width, height, s)),
                 "visible": torch.from_numpy(self.visible[index].copy()),
                 "bbox": torch.from_numpy(bbox)}
@@ -180,24 +182,26 @@ def _cub_class(rel: Path) -> int:
 class CelebADataset(ImageDataset):
     """Unaligned ("wild") CelebA with the MAFL landmark lists: ``img_celeba/`` and ``name,x1,y1,...,x5,y5`` lines.
 
-    As the reference, every image is first squashed to 224×224 (bilinear, no antialias, like cv2), then
-    transformed.  Landmarks are in the pixel frame of the file; they are divided by its width/height and scaled to
-    S.  Eval extras: 'keypoints' [5, 2] (L-eye, R-eye, nose, L-mouth, R-mouth), 'visible' [5] (all true).
+    As the reference, every image is decoded and first squashed to S×S by OpenCV (``cv2.resize``, bilinear on
+    uint8, no antialias; ``presize`` overrides S), then transformed.  Landmarks are in the pixel frame of the file;
+    they are divided by its width/height and scaled to S (x/W·S in float64, the reference's arithmetic).  Eval
+    extras: 'keypoints' [5, 2] (L-eye, R-eye, nose, L-mouth, R-mouth), 'visible' [5] (all true).
     Splits: 'train' (cele_train_lm.txt), 'test' (MAFL_test_lm.txt), 'mafl_train' (MAFL_train_lm.txt, for the NME
     regression fit).
     """
 
     dataset_name = "CelebA"
+    opencv_decode = True
     SPLITS = {"train": "cele_train_lm.txt", "test": "MAFL_test_lm.txt", "mafl_train": "MAFL_train_lm.txt"}
     ADVICE = ("download the unaligned CelebA images (img_celeba) and the MAFL landmark lists used by MPAE "
               "(cele_train_lm.txt, MAFL_train_lm.txt, MAFL_test_lm.txt) into that folder")
 
     def __init__(self, root: str | os.PathLike, split: str = "train", image_size: int = 224, train: bool = True,
-                 augment: AugmentConfig | None = None, presize: int = CELEBA_PRESIZE) -> None:
+                 augment: AugmentConfig | None = None, presize: int | None = None) -> None:
         super().__init__(image_size, train, augment)
         self.root = dataset_root(root)
         self.split = _check_split("CelebA", split, tuple(self.SPLITS))
-        self.presize = presize
+        self.presize = image_size if presize is None else presize
         require_dir(self.root, "CelebA", "the CelebA dataset folder", self.ADVICE)
         self.images_dir = require_dir(self.root / "img_celeba", "CelebA", "img_celeba/<name>.jpg", self.ADVICE)
         path = require_file(self.root / self.SPLITS[split], "CelebA", "lines 'name,x1,y1,...,x5,y5'", self.ADVICE)
@@ -215,7 +219,7 @@ class CelebADataset(ImageDataset):
             self.files.append(relative_path(fields[0], path))
         if not self.files:
             raise DatasetFormatError(f"CelebA: {path} lists no images; expected lines 'name,x1,y1,...,x5,y5'.")
-        self.landmarks = np.array(landmarks, dtype=np.float32).reshape(-1, CELEBA_NUM_LANDMARKS, 2)
+        self.landmarks = np.array(landmarks, dtype=np.float64).reshape(-1, CELEBA_NUM_LANDMARKS, 2)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -224,12 +228,14 @@ class CelebADataset(ImageDataset):
         return self.images_dir / self.files[index]
 
     def load(self, index: int) -> tuple[Image.Image, tuple[int, int]]:
-        image = load_image(self.image_path(index))
-        return squash_bilinear(image, self.presize), image.size
+        pixels = read_rgb(self.image_path(index))
+        height, width = pixels.shape[:2]
+        return Image.fromarray(squash_rgb(pixels, self.presize)), (width, height)
 
     def eval_extras(self, index: int, size: tuple[int, int]) -> dict[str, Any]:
         width, height = size
-        return {"keypoints": torch.from_numpy(squash_points(self.landmarks[index], width, height, self.image_size)),
+        points = squash_points(self.landmarks[index], width, height, self.image_size, divide_first=True)
+        return {"keypoints": torch.from_numpy(points),
                 "visible": torch.ones(CELEBA_NUM_LANDMARKS, dtype=torch.bool)}
 
 
@@ -244,10 +250,13 @@ class PartImageNetDataset(ImageDataset):
     ``dropped``.  Labels: 'wnid' (the ImageNet class, from the file's base name).  Eval extras: 'annotations' (the
     image's raw COCO annotation dicts: variable length, so batch with :func:`training.data.collate`), 'height' and
     'width' (the annotated size), and 'gt_mask' = ``gt_mask_fn(annotations, height, width)`` when that callable is
-    given (the GT protocol lives in training/metrics.py).  Nothing of this is computed in training.
+    given (the GT protocol lives in training/metrics.py).  Nothing of this is computed in training.  In evaluation
+    every annotation the ground truth uses is checked at construction (:func:`check_gt_annotation`), so a malformed
+    one is reported with its id and file before any image is loaded.
     """
 
     dataset_name = "PartImageNet"
+    opencv_decode = True
     VARIANTS = ("ood", "seg")
     SPLITS = ("train", "test")
     ADVICE = {"ood": "download the PartImageNet OOD train images and write train_train.json / train_test.json with "
@@ -276,6 +285,10 @@ class PartImageNetDataset(ImageDataset):
         require_dir(self.images_dir, self.dataset_name, images_what, advice)
         self.json_path = json_path
         self._read_coco(json_path)
+        if not train:
+            for image_annotations in self.annotations:
+                for ann in image_annotations:
+                    check_gt_annotation(ann, f"{self.dataset_name}: {json_path}")
         self._resolved: dict[int, Path] = {}
 
     def _read_coco(self, path: Path) -> None:
@@ -329,8 +342,49 @@ class PartImageNetDataset(ImageDataset):
         anns = self.annotations[index]
         extras: dict[str, Any] = {"annotations": anns, "height": height, "width": width}
         if self.gt_mask_fn is not None:
-            extras["gt_mask"] = torch.as_tensor(np.asarray(self.gt_mask_fn(anns, height, width)))
+            try:
+                extras["gt_mask"] = torch.as_tensor(np.asarray(self.gt_mask_fn(anns, height, width)))
+            except Exception as exc:  # noqa: BLE001 - pycocotools and numpy raise many types for malformed data
+                raise DatasetFormatError(
+                    f"{self.dataset_name}: the annotations of {self.files[index]} in {self.json_path} cannot be made "
+                    f"into its ground-truth mask ({type(exc).__name__}: {exc}); fix or remove them.") from exc
         return extras
+
+
+def check_gt_annotation(ann: Any, where: str) -> None:
+    """DatasetFormatError unless ``ann`` has what the ground-truth mask reads from it (``where`` names the file).
+
+    Crowd and zero-area annotations are skipped by the protocol and not checked further.  A used one needs an
+    integer 'category_id' and a 'segmentation' that is RLE (a dict) or a list of polygons (lists of numbers); a
+    4-number polygon stands for the annotation's 'bbox' (the reference's handling), which then must be 4 numbers.
+    """
+    if not isinstance(ann, dict):
+        raise DatasetFormatError(f"{where} has an annotation that is not an object ({ann!r:.60}); fix the file.")
+    name = f"annotation {ann.get('id')!r} (image {ann.get('image_id')!r})"
+    area = ann.get("area", 1)
+    if not _is_number(area):
+        raise DatasetFormatError(f"{where}: {name} has area {area!r:.60}; expected a number.")
+    if ann.get("iscrowd", 0) or area <= 0:
+        return
+    category = ann.get("category_id")
+    if not isinstance(category, int) or isinstance(category, bool):
+        raise DatasetFormatError(f"{where}: {name} has category_id {category!r:.60}; expected an integer part "
+                                 "category id.")
+    seg = ann.get("segmentation")
+    if isinstance(seg, dict):
+        return
+    if not isinstance(seg, list) or not all(isinstance(poly, list) and all(map(_is_number, poly)) for poly in seg):
+        raise DatasetFormatError(f"{where}: {name} has segmentation {seg!r:.60}; expected RLE or a list of polygons "
+                                 "[x1, y1, x2, y2, ...].")
+    bbox = ann.get("bbox")
+    if any(len(poly) == 4 for poly in seg) and not (
+            isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+        raise DatasetFormatError(f"{where}: {name} has a 4-number polygon, which stands for its bbox, but its bbox "
+                                 f"is {bbox!r:.60}; give it a bbox [x, y, w, h] or a full polygon.")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _wnid(rel: Path) -> str:

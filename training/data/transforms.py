@@ -5,6 +5,9 @@ Train: Resize(S) on the shorter side (bilinear, antialias) → RandomHorizontalF
 nothing, so it is left out.  Eval (the reference's "test transform"): Resize((S, S)) squash (antialias) → ToTensor
 → Normalize, the same pixels as ``mpae_core.inference.preprocess``.  Random steps draw from torch's global RNG, so
 ``torch.manual_seed`` (and a seeded DataLoader ``generator``, which seeds its workers) makes them repeatable.
+ToTensor + Normalize is ``mpae_core.inference.normalise`` (x / 255, − mean, / std), bit for bit torchvision's v1
+``ToTensor``/``Normalize`` that the reference uses; v2's ``ToDtype(scale=True)`` multiplies by 1/255 instead and
+differs in the last bit on about 40 % of the values.
 
 Keypoints never go through the random geometry: only evaluation uses them, and evaluation uses the squash, where a
 point (x, y) of a W×H image lands at (x·S/W, y·S/H) (:func:`squash_points`).
@@ -16,11 +19,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
-from mpae_core.inference import IMAGENET_MEAN, IMAGENET_STD
+from mpae_core.inference import normalise
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -51,10 +53,9 @@ class AugmentConfig:
                              f"got {self.scale_range}.")
 
 
-def _normalised_tensor() -> list[v2.Transform]:
-    """ToTensor + ImageNet Normalize, returning a plain tensor (not a tv_tensors.Image)."""
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)), v2.ToPureTensor()]
+def to_normalised_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image → [3, H, W] ImageNet-normalised float32, bit for bit the reference's ToTensor + Normalize."""
+    return normalise(torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1))
 
 
 def _check_size(image_size: int) -> None:
@@ -66,7 +67,7 @@ def eval_transform(image_size: int) -> Transform:
     """Evaluation transform: squash to S×S (bilinear, antialias), then normalise."""
     _check_size(image_size)
     return v2.Compose([v2.Resize((image_size, image_size), interpolation=InterpolationMode.BILINEAR, antialias=True),
-                       *_normalised_tensor()])
+                       to_normalised_tensor])
 
 
 def train_transform(image_size: int, augment: AugmentConfig | None = None) -> Transform:
@@ -81,25 +82,18 @@ def train_transform(image_size: int, augment: AugmentConfig | None = None) -> Tr
         v2.RandomAffine(degrees=cfg.degrees, translate=cfg.translate, scale=cfg.scale_range,
                         interpolation=InterpolationMode.NEAREST, fill=0),
         v2.RandomCrop(image_size),
-        *_normalised_tensor(),
+        to_normalised_tensor,
     ])
 
 
-def squash_points(points: np.ndarray, width: int, height: int, image_size: int) -> np.ndarray:
-    """[..., 2] pixel (x, y) in a width×height image → the same points in the S×S squashed frame."""
-    scale = np.array([image_size / width, image_size / height], dtype=np.float32)
-    return np.asarray(points, dtype=np.float32) * scale
+def squash_points(points: np.ndarray, width: int, height: int, image_size: int, *,
+                  divide_first: bool = False) -> np.ndarray:
+    """[..., 2] pixel (x, y) in a width×height image → the same points in the S×S squashed frame, float64.
 
-
-def squash_bilinear(image: Image.Image, size: int) -> Image.Image:
-    """Squash to size×size with plain bilinear sampling and no antialias, like ``cv2.resize(INTER_LINEAR)``.
-
-    The CelebA reference squashes every image to 224×224 this way before its transform (reference §2); Pillow's
-    bilinear would average over the whole footprint when shrinking, which cv2 does not.
+    In float64 and in the reference loader's order of operations, (x·S)/W (CUB) or, with ``divide_first``, x/W·S
+    (CelebA), because a point that lands exactly between two cells of the 128×128 map is read by rounding: the last
+    bit decides which part it gets.
     """
-    if image.size == (size, size):
-        return image
-    array = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-    out = F.interpolate(array, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-    pixels = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    return Image.fromarray(pixels)
+    p = np.asarray(points, dtype=np.float64)
+    frame = np.array([width, height], dtype=np.float64)
+    return p / frame * image_size if divide_first else p * image_size / frame

@@ -1,0 +1,176 @@
+"""The person's layer of a project: edit layers (loaded, cached, saved), the label maps they compose with the
+predictions, and the summary of what each edited image shows (a mixin of :class:`~.project.AnnotationProject`)."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import MPAEError
+from .edits import EditLayer
+from .labels import IGNORE_LABEL, USER_LABEL_BASE
+from .records import EXPORTABLE, FileState, ImageRecord, ImageStatus
+from .storage import read_uint16_png, write_uint16_png
+
+logger = logging.getLogger(__name__)
+
+#: A function that writes one file of a save (see ``AnnotationProject.save_jobs``).
+SaveJob = Callable[[], None]
+
+#: Size of the map on which an image's present parts are found (the reference's output size, as the prediction's
+#: own summary): cheap enough to redo after every stroke.
+SUMMARY_SIZE = (128, 128)
+
+
+class ProjectEditsMixin:
+    """Edit layers and composed label maps; state lives in the project (``_records``, ``_edit_cache``, ...)."""
+
+    def remove_last_user_label(self) -> None:
+        """Drop the newest user label; refused while an image is painted with it (its pixels would lose meaning)."""
+        if self._parts is None or not self._parts.user_labels:
+            raise ValueError("This project has no user label to remove.")
+        self._check_user_label_unused(self._parts.user_labels[-1].value)
+        self._parts.remove_last_user_label()
+
+    def edits(self, relpath: str | os.PathLike) -> EditLayer:
+        """The image's edit layer (loaded or created); the project follows its changes and saves it on ``save``.
+
+        An image without a prediction can be painted once its size is known (:meth:`add_image`)."""
+        record = self._record(relpath)
+        layer = self._edit_cache.get(record.relpath)
+        if layer is not None:
+            self._edit_cache.move_to_end(record.relpath)
+            return layer
+        layer = self._load_layer(record)
+        self._saved_versions[id(layer)] = layer.version
+        layer.on_change = lambda changed, rel=record.relpath: self._layer_changed(rel, changed)
+        self._cache_layer(record.relpath, layer)
+        return layer
+
+    def clear_edits(self, relpath: str | os.PathLike) -> None:
+        """Drop every edit of the image (undoable on its layer until saved)."""
+        record = self._record(relpath)
+        if record.has_edits or record.relpath in self._edit_cache:
+            self.edits(record.relpath).clear()
+
+    def label_map(self, relpath: str | os.PathLike) -> np.ndarray:
+        """The final [H, W] uint16 label values at the image's own size: prediction, then the person's edits
+        (background under the edits of an image that was never predicted)."""
+        record = self._record(relpath)
+        prediction = self.prediction(record.relpath)
+        if prediction is not None:
+            base = prediction.label_map()
+        elif (record.has_edits or record.relpath in self._edit_cache) and record.size is not None:
+            base = np.zeros(record.size, dtype=np.uint8)
+        else:
+            raise MPAEError(f"'{record.relpath}' has no prediction or edits yet; predict or paint it first.")
+        layer = self._edit_cache.get(record.relpath)
+        if layer is None and record.has_edits:
+            layer = self._load_layer(record)  # read for this call only, not cached: exports walk every image
+        return base.astype(np.uint16) if layer is None else layer.composed(base)
+
+    def iter_label_maps(self, statuses: Iterable[ImageStatus] = EXPORTABLE, *,
+                        include_changed: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+        """(relpath, label map) for every image with one of ``statuses``, one at a time (what exports consume).
+
+        Images whose file changed on disk since they were annotated are left out unless ``include_changed``:
+        their masks no longer fit the photo (:meth:`changed_relpaths` lists them for the message)."""
+        wanted = {ImageStatus(s) for s in statuses}
+        for record in list(self._records.values()):
+            if record.status not in wanted or not (record.has_prediction or record.has_edits):
+                continue
+            if record.file_state is FileState.CHANGED and not include_changed:
+                continue
+            yield record.relpath, self.label_map(record.relpath)
+
+    def changed_relpaths(self) -> list[str]:
+        """Annotated images whose file was replaced since (the exports skip them)."""
+        return [r.relpath for r in self._records.values() if r.file_state is FileState.CHANGED]
+
+    def _check_user_label_unused(self, value: int) -> None:
+        for record in self._records.values():
+            if record.has_edits or record.relpath in self._edit_cache:
+                layer = self._edit_cache.get(record.relpath) or self._load_layer(record)
+                if np.any(layer.data == value):
+                    raise ValueError(f"'{self._parts.value_name(value)}' is painted on '{record.relpath}'; "  # type: ignore[union-attr]
+                                     "paint over it first, or keep the label.")
+
+    def _edit_file(self, relpath: str) -> Path:
+        return self.project_dir / "edits" / f"{relpath}.png"
+
+    def _load_layer(self, record: ImageRecord) -> EditLayer:
+        if record.size is None:
+            raise MPAEError(f"'{record.relpath}' has no known size yet; open or predict it before editing.")
+        num_parts = None if self._parts is None else self._parts.num_parts
+        path = self._edit_file(record.relpath)
+        if not path.is_file():
+            if record.has_edits:
+                logger.warning("The edits of %s are missing (%s); starting from the prediction", record.relpath, path)
+            return EditLayer(record.size, num_parts=num_parts)
+        data = read_uint16_png(path)
+        try:
+            return EditLayer(record.size, data, num_parts=num_parts)
+        except ValueError as exc:
+            raise MPAEError(f"The edit layer '{path}' does not fit '{record.relpath}': {exc} Delete it to drop that "
+                            "image's edits.") from exc
+
+    def _cache_layer(self, relpath: str, layer: EditLayer) -> None:
+        self._edit_cache[relpath] = layer
+        self._edit_cache.move_to_end(relpath)
+        while len(self._edit_cache) > self.edit_cache_size:
+            old_relpath, old = self._edit_cache.popitem(last=False)
+            job = self._layer_job(old_relpath, old)  # its undo history goes with it
+            if job is not None:
+                job()
+            self._saved_versions.pop(id(old), None)  # a view still holding it re-enters the cache on its next change
+
+    def _layer_changed(self, relpath: str, layer: EditLayer) -> None:
+        cached = self._edit_cache.get(relpath)
+        if cached is not layer:
+            if cached is not None:
+                logger.warning("Two edit layers of %s were changed; keeping the one changed last", relpath)
+                self._saved_versions.pop(id(cached), None)
+            self._cache_layer(relpath, layer)
+        record = self._records[relpath]
+        record.has_edits = layer.has_edits
+        record.reviewed = False  # a person changed it again: it needs a new look
+        self._touch(record)
+        self._present_stale.add(relpath)
+        self._dirty = True
+
+    def _refresh_present(self) -> None:
+        """Find the parts and user labels that edited images show now (prediction and edits at summary size)."""
+        while self._present_stale:
+            record = self._records[self._present_stale.pop()]
+            prediction = self.prediction(record.relpath) if record.has_prediction else None
+            if prediction is not None:
+                base = prediction.label_map(SUMMARY_SIZE).astype(np.uint16)
+            else:
+                base = np.zeros(SUMMARY_SIZE, dtype=np.uint16)
+            layer = self._edit_cache.get(record.relpath)
+            if layer is None and record.has_edits:  # its layer left the cache (written then): read it back
+                layer = self._load_layer(record)
+            if layer is not None and layer.has_edits:
+                rows = np.linspace(0, layer.size[0] - 1, SUMMARY_SIZE[0]).round().astype(np.intp)
+                cols = np.linspace(0, layer.size[1] - 1, SUMMARY_SIZE[1]).round().astype(np.intp)
+                base = layer.composed_at(rows, cols, base)
+            values = np.unique(base)
+            num_parts = 0 if self._parts is None else self._parts.num_parts
+            record.present = tuple(int(v) - 1 for v in values if 1 <= v <= num_parts)
+            record.user_present = tuple(int(v) for v in values if USER_LABEL_BASE <= v < IGNORE_LABEL)
+            self._touch(record)
+
+    def _layer_job(self, relpath: str, layer: EditLayer) -> SaveJob | None:
+        """A function that writes the layer as it is now (or removes its file), or None when it is saved."""
+        if self._saved_versions.get(id(layer)) == layer.version:
+            return None
+        self._saved_versions[id(layer)] = layer.version
+        path = self._edit_file(relpath)
+        seq = next(self._write_seq)  # a later job of this file wins, whichever thread finishes first
+        if layer.has_edits:
+            data = layer.data.copy()
+            return lambda: write_uint16_png(path, data, commit=lambda tmp: self._commit(path, seq, tmp))
+        return lambda: self._commit(path, seq, None)
