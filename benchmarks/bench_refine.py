@@ -51,7 +51,7 @@ import _table  # noqa: E402  (benchmarks/_table.py, beside this script)
 from mpae_core.annotation import AnnotationProject  # noqa: E402
 from mpae_core.annotation.labels import IGNORE_LABEL  # noqa: E402
 from mpae_core.annotation.repredict import repredict  # noqa: E402
-from mpae_core.checkpoint import load_checkpoint  # noqa: E402
+from mpae_core.checkpoint import load_checkpoint, model_fingerprint  # noqa: E402
 from mpae_core.images import load_image  # noqa: E402
 from mpae_core.inference import Predictor  # noqa: E402
 from training.evaluation import EvalOptions, evaluate  # noqa: E402
@@ -183,7 +183,7 @@ def corrected_project(base: Path, folder: Path, root: Path, names: list[str], na
         wanted[name] = correction(load_label_map(root, "train", name), naming)
         paint(project, name, wanted[name])
         project.mark_reviewed(name)
-    project.save()
+    project.close()  # saved; the refinement reads it, the re-prediction opens it again
     return project, wanted
 
 
@@ -201,8 +201,8 @@ def run_n(args, n: int, base: Path, work: Path, root: Path, names: list[str], na
     scores = test_scores(model, root, naming)
     project = AnnotationProject.open(project.images_folder)
     before = {rel: project.label_map(rel) for rel in project.relpaths() if rel not in wanted}
-    summary = repredict(project, Predictor(model, "cpu"), model_id=result.checkpoint.name)
-    project.save()
+    summary = repredict(project, Predictor(model, "cpu"), model=model_fingerprint(model))
+    project.close()
     kept = sum(int(np.count_nonzero(project.label_map(rel) == w)) for rel, w in wanted.items())
     untouched = all(digest(project.project_dir / "edits" / f"{rel}.png") == d for rel, d in edit_files.items())
     changed = sum(int(np.count_nonzero(project.label_map(rel) != m)) for rel, m in before.items())
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     labels_of = slot_labels(naming)
     for s, types in labels_of.items():
         project.parts.rename(s, PART_NAMES[types[0]])
-    project.save()
+    project.close()
     described = "; ".join(f"slot {s} '{PART_NAMES[types[0]]}' = {' + '.join(PART_NAMES[t] for t in types)}"
                           for s, types in labels_of.items())
     logger.info("naming: %s", described)

@@ -27,7 +27,7 @@ def corrected(tmp_path) -> AnnotationProject:
     project.parts.rename(0, "head")
     project.parts.recolor(0, "#123456")
     project.parts.merge(2, 1)
-    project.parts.ignore(3)
+    project.parts.set_as_background(3)
     project.edits("img_0.png").brush(20, 18, 8, 1)  # paint slot 0 ("head")
     project.mark_reviewed("img_1.png")
     project.save()

@@ -8,8 +8,8 @@ import pytest
 
 from mpae_core.annotation import AnnotationProject, ImageStatus
 from mpae_core.annotation.models import list_models, new_model_path
-from mpae_core.annotation.repredict import repredict, repredictable
-from mpae_core.checkpoint import load_checkpoint
+from mpae_core.annotation.repredict import repredict
+from mpae_core.checkpoint import load_checkpoint, model_fingerprint
 from mpae_core.images import load_image
 from mpae_core.inference import Predictor
 from refine_helpers import make_images, predicted_project, tiny_checkpoint, tree_digest
@@ -38,37 +38,37 @@ def protected_files(project: AnnotationProject) -> dict[str, str]:
 
 
 def test_only_images_nobody_touched_are_predicted_again(mixed, tmp_path):
-    assert repredictable(mixed) == ["img_3.png", "img_4.png", "img_5.png"]
+    assert mixed.untouched_relpaths() == ["img_3.png", "img_4.png"]
     protected = protected_files(mixed)
     maps = {rel: mixed.label_map(rel) for rel in ("img_0.png", "img_1.png", "img_2.png")}
     statuses = {r.relpath: r.status for r in mixed.records()}
     other = load_checkpoint(tiny_checkpoint(tmp_path / "other.safetensors", seed=7))
     progress = []
-    summary = repredict(mixed, Predictor(other, "cpu"), model_id="other", batch_size=2,
+    summary = repredict(mixed, Predictor(other, "cpu"), model=model_fingerprint(other), batch_size=1,
                         progress=lambda done, total: progress.append((done, total)))
-    mixed.save()
+    mixed.close()
 
-    assert summary.relpaths == ["img_3.png", "img_4.png", "img_5.png"] and summary.images == 3
-    assert summary.model == "other" and progress[-1] == (3, 3)
-    assert summary.changed_images >= 1 and 0 < summary.changed_fraction <= 1  # img_5 had no mask before
+    assert summary.relpaths == ["img_3.png", "img_4.png"] and summary.images == 2
+    assert summary.model == model_fingerprint(other) and progress[-1] == (2, 2)
+    assert summary.changed_images >= 1 and 0 < summary.changed_fraction <= 1
     reopened = AnnotationProject.open(mixed.images_folder)
     assert protected_files(reopened) == protected  # edit layers and the touched images' predictions, byte for byte
     for rel, expected in maps.items():
         np.testing.assert_array_equal(reopened.label_map(rel), expected)
-    after = {r.relpath: r.status for r in reopened.records()}
-    assert {rel: after[rel] for rel in ("img_0.png", "img_1.png", "img_2.png")} == \
-        {rel: statuses[rel] for rel in ("img_0.png", "img_1.png", "img_2.png")}
-    assert after["img_5.png"] is ImageStatus.PREDICTED
+    assert {r.relpath: r.status for r in reopened.records()} == statuses
+    assert reopened.record("img_3.png").model == model_fingerprint(other)  # the index says which model predicted it
     expected = Predictor(other, "cpu").predict_one(load_image(reopened.image_path("img_3.png"))).label_map()
     np.testing.assert_array_equal(reopened.label_map("img_3.png"), expected)
 
 
-def test_listed_images_that_are_edited_or_reviewed_are_still_skipped(mixed, tmp_path):
+def test_listed_images_with_a_persons_work_are_still_skipped(mixed, tmp_path):
     protected = protected_files(mixed)
     other = load_checkpoint(tiny_checkpoint(tmp_path / "other.safetensors", seed=7))
-    summary = repredict(mixed, Predictor(other, "cpu"), ["img_0.png", "img_1.png", "img_2.png", "img_4.png"])
+    summary = repredict(mixed, Predictor(other, "cpu"),
+                        ["img_0.png", "img_1.png", "img_2.png", "img_4.png", "img_5.png"])
     mixed.save()
-    assert summary.relpaths == ["img_4.png"]
+    assert summary.relpaths == ["img_4.png", "img_5.png"]  # a new image is predicted when asked for
+    assert summary.changed_fraction > 0 and mixed.record("img_5.png").status is ImageStatus.PREDICTED
     assert protected_files(mixed) == protected
 
 
@@ -76,9 +76,11 @@ def test_a_vanished_image_is_reported_and_the_rest_go_on(mixed, tmp_path):
     (mixed.images_folder / "img_3.png").unlink()
     cancel_after_first = iter([False, True])
     other = load_checkpoint(tiny_checkpoint(tmp_path / "other.safetensors", seed=7))
-    summary = repredict(mixed, Predictor(other, "cpu"), batch_size=2, cancelled=lambda: next(cancel_after_first))
+    summary = repredict(mixed, Predictor(other, "cpu"), ["img_3.png", "img_4.png", "img_5.png"], batch_size=2,
+                        cancelled=lambda: next(cancel_after_first))
     assert "does not exist" in summary.failed["img_3.png"] and summary.relpaths == ["img_4.png"]  # then cancelled
-    assert mixed.record("img_3.png").status is ImageStatus.ERROR
+    assert "does not exist" in mixed.record("img_3.png").error
+    assert mixed.record("img_3.png").status is ImageStatus.PREDICTED  # its earlier prediction is kept
     assert mixed.record("img_5.png").status is ImageStatus.NEW
 
 
@@ -87,23 +89,29 @@ def test_switching_the_project_to_its_refined_model(mixed, tmp_path):
     unreviewed images are re-predicted by it, while the corrections stay as they were."""
     assert main(["refine", "--project", str(mixed.images_folder), "--out", str(tmp_path / "run"), "--steps", "2",
                  "--batch-size", "4", "--corrected-per-step", "2", "--device", "cpu", "--name", "after fixes"]) == 0
-    project = AnnotationProject.open(mixed.images_folder)
-    models = list_models(project.project_dir)
+    project = mixed  # the refinement only read the project: the window that holds it open goes on with it
+    models = list_models(project.models_dir)
     assert [m.name for m in models] == ["after fixes"]
     assert models[0].provenance["corrected_images"] == 3
-    assert new_model_path(project.project_dir, "after fixes").name == "after fixes-2.safetensors"
+    assert new_model_path(project.models_dir, "after fixes").name == "after fixes-2.safetensors"
 
-    protected = protected_files(project)
     refined = load_checkpoint(models[0].path)
+    start = load_checkpoint(project.checkpoint)
+    project.adopt_model(model_fingerprint(start))
+    assert project.model_fit(refined.cfg.num_parts, model_fingerprint(refined), refined.info.provenance["lineage"]) \
+        .value == "fits"  # the refined model's slots are the ones the project named
+    protected = protected_files(project)
     project.set_checkpoint(models[0].path)
-    repredict(project, Predictor(refined, "cpu"), model_id=models[0].name)
-    project.save()
+    project.adopt_model(model_fingerprint(refined))
+    repredict(project, Predictor(refined, "cpu"), model=model_fingerprint(refined))
+    project.close()
     reopened = AnnotationProject.open(mixed.images_folder)
     assert reopened.checkpoint == models[0].path
     assert protected_files(reopened) == protected
     expected = Predictor(refined, "cpu").predict_one(load_image(reopened.image_path("img_4.png"))).label_map()
     np.testing.assert_array_equal(reopened.label_map("img_4.png"), expected)
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["checkpoint"] == str(models[0].path)
+    assert reopened.record("img_4.png").model == model_fingerprint(refined)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["fingerprint"] == model_fingerprint(refined)
 
 
 def test_model_names_are_file_names(tmp_path):
@@ -113,4 +121,4 @@ def test_model_names_are_file_names(tmp_path):
     for bad in ("", "a/b", "..", ".hidden", "x:y"):
         with pytest.raises(ValueError, match="cannot be a model name"):
             check_model_name(bad)
-    assert list_models(tmp_path) == []
+    assert list_models(tmp_path / "nowhere") == []

@@ -25,10 +25,10 @@ K = 5
 
 
 def table() -> PartTable:
-    """Slot 2 merged into slot 1, slot 3 ignored (exported as background), the rest plain."""
+    """Slot 2 merged into slot 1, slot 3 exported as background, the rest plain."""
     parts = PartTable.default(K)
     parts.merge(2, 1)
-    parts.ignore(3)
+    parts.set_as_background(3)
     return parts
 
 
@@ -40,7 +40,8 @@ def test_label_values_map_to_slot_groups():
     g = groups.targets(labels)
     background = groups.background
     assert g[0].tolist() == [background, 0, 1, 1]  # slots 1 and 2 (values 2, 3) are one merged target
-    assert g[1].tolist() == [2, 3, NO_TARGET, NO_TARGET]  # ignored slot 3 is still its own slot; user labels: none
+    assert g[1].tolist() == [2, 3, NO_TARGET, NO_TARGET]  # slot 3 exported as background is still slot 3; user
+    # labels (no slot): none
     assert g[2].tolist() == [NO_TARGET, NO_TARGET, background, 1]  # don't-care and unedited: no loss
 
 

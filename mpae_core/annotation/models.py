@@ -1,7 +1,7 @@
-"""The project's own models: checkpoints refined from its corrections, kept in ``<project>/models/``.
+"""The project's own models: checkpoints refined from its corrections, kept in ``AnnotationProject.models_dir``.
 
-Refinement (``python -m training.run refine``) writes each new model here as ``<name>.safetensors`` and never
-deletes an older one, so a person can go back to any earlier model; the app lists this folder for its model menu.
+Refinement (``python -m training.run refine``) writes each new model there as ``<name>.safetensors`` and never
+deletes an older one, so a person can go back to any earlier model; the app lists the folder for its model menu.
 Names are file names, so they are checked and made unique here, once, for every writer.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ..errors import MPAEError
 
 logger = logging.getLogger(__name__)
 
-MODELS_DIRNAME = "models"
 MODEL_SUFFIX = ".safetensors"
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
@@ -34,10 +33,6 @@ class ProjectModel:
     modified_ns: int = 0
 
 
-def models_dir(project_dir: str | os.PathLike) -> Path:
-    return Path(project_dir) / MODELS_DIRNAME
-
-
 def check_model_name(name: str) -> str:
     """A model name usable as a file name on every system, or ValueError saying why not."""
     text = str(name).strip()
@@ -49,9 +44,9 @@ def check_model_name(name: str) -> str:
     return text
 
 
-def new_model_path(project_dir: str | os.PathLike, name: str) -> Path:
-    """``models/<name>.safetensors``, or ``<name>-2``, ``-3``... when that file exists: never overwrite a model."""
-    folder = models_dir(project_dir)
+def new_model_path(folder: str | os.PathLike, name: str) -> Path:
+    """``<folder>/<name>.safetensors``, or ``<name>-2``, ``-3``... when that file exists: never overwrite a model."""
+    folder = Path(folder)
     base = check_model_name(name)
     candidate, number = folder / f"{base}{MODEL_SUFFIX}", 2
     while candidate.exists():
@@ -59,9 +54,10 @@ def new_model_path(project_dir: str | os.PathLike, name: str) -> Path:
     return candidate
 
 
-def list_models(project_dir: str | os.PathLike) -> list[ProjectModel]:
-    """The project's models, oldest first; files that are not MPAE checkpoints are skipped with a log line."""
-    folder = models_dir(project_dir)
+def list_models(folder: str | os.PathLike) -> list[ProjectModel]:
+    """The models in ``folder`` (a project's ``models_dir``), oldest first; files that are not MPAE checkpoints are
+    skipped with a log line."""
+    folder = Path(folder)
     if not folder.is_dir():
         return []
     models = []

@@ -35,7 +35,7 @@ import torch
 
 from mpae_core.annotation.models import new_model_path
 from mpae_core.annotation.storage import atomic_write, atomic_write_json
-from mpae_core.checkpoint import checkpoint_metadata, is_inference_only, save_checkpoint
+from mpae_core.checkpoint import LINEAGE_KEY, checkpoint_metadata, is_inference_only, model_fingerprint, save_checkpoint
 from mpae_core.devices import resolve_device
 from mpae_core.errors import CheckpointError, MPAEError
 from mpae_core.images import ImageLoadError
@@ -274,6 +274,7 @@ class Refiner:
             "seconds": round(seconds, 1), "supervised_weight": self.cfg.supervised_weight,
             "reconstruction": self.cfg.reconstruction, "corrected_agreement": round(after, 2),
             "created": datetime.now().isoformat(timespec="seconds"),
+            LINEAGE_KEY: session.lineage,  # the project knows the new model's slots are the ones it named
         }
         parent = session.model.info
         self.model.info = ModelInfo([parts[k].name for k in range(parts.num_parts)],
@@ -286,10 +287,11 @@ class Refiner:
             embed = False
         self.model.eval()
         run_checkpoint = save_checkpoint(self.model, self.out / "refined.safetensors", embed_backbone=embed)
-        target = new_model_path(session.project.project_dir, self.name)
+        target = new_model_path(session.project.models_dir, self.name)
         with run_checkpoint.open("rb") as source:  # the same bytes, atomically: the app may list the folder now
             atomic_write(target, lambda f: shutil.copyfileobj(source, f, 2**20))
-        summary = {"checkpoint": str(target), "run_checkpoint": str(run_checkpoint), "stopped_early": stopped_early,
+        summary = {"checkpoint": str(target), "run_checkpoint": str(run_checkpoint),
+                   "fingerprint": model_fingerprint(self.model), "stopped_early": stopped_early,
                    "agreement_before": before, "agreement_after": after, "skipped_images": self.skipped,
                    "features_encoded": self.cache.encoded, "features_read_from_disk": self.cache.read_from_disk,
                    **provenance}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mpae_core.annotation import AnnotationProject, ImageRecord, ImageStatus
-from mpae_core.checkpoint import load_checkpoint
+from mpae_core.checkpoint import load_checkpoint, model_fingerprint, model_lineage
 from mpae_core.errors import MPAEError
 from mpae_core.images import ImageLoadError, image_size
 from mpae_core.model import MPAE
@@ -46,6 +46,7 @@ class RefineSession:
     groups: SlotGroups
     corrected: list[CorrectedImage]
     pool: list[tuple[str, Path]]  # every usable image (relpath, file): the unsupervised terms' data
+    lineage: list[str]  # fingerprints of the starting model and of the models it descends from, nearest first
     skipped: list[str] = field(default_factory=list)  # uncorrected images left out, with why
 
     @property
@@ -72,7 +73,7 @@ def _corrected_file(project: AnnotationProject, record: ImageRecord) -> Path:
 def open_session(project_path: str | Path, checkpoint: str | Path | None = None, *,
                  backbone_weights: str | None = None, allow_random_backbone: bool = False) -> RefineSession:
     """Open the project and its model and gather the corrections; RefineInputError (nothing written) if unusable."""
-    project = AnnotationProject.open(project_path)
+    project = AnnotationProject.open(project_path, write=False)  # the app may hold the write lock: never needed
     records = list(project.records())
     corrected_records = [r for r in records if is_corrected(r)]
     if project.parts is None or not corrected_records:
@@ -112,4 +113,5 @@ def open_session(project_path: str | Path, checkpoint: str | Path | None = None,
         logger.warning("Leaving out %d image(s) whose files are gone (%s%s); they are not corrected, so the "
                        "refinement goes on without them.", len(skipped), ", ".join(skipped[:3]),
                        ", ..." if len(skipped) > 3 else "")
-    return RefineSession(project, model, chosen, groups, corrected, pool, skipped)
+    lineage = [model_fingerprint(model), *model_lineage(model)]  # taken before any weight changes
+    return RefineSession(project, model, chosen, groups, corrected, pool, lineage, skipped)

@@ -4,8 +4,8 @@ Label values (``mpae_core.annotation.labels``) map to *target groups*, sets of m
 the supervised term raises:
 
 * ``k + 1`` (slot k) → the whole group of k's root, ``members(root(k))``: a merged label is one part to the person, so
-  the model may spread it over any of its member slots (loss = −log Σ_{q ∈ group} p_q). A slot the person *ignored*
-  (exported as background) is still the slot they confirmed: ignoring changes the export, not the target.
+  the model may spread it over any of its member slots (loss = −log Σ_{q ∈ group} p_q). A slot the person set to
+  *export as background* is still the slot they confirmed: that changes the export, not the target.
 * ``0`` (background) → the background channel alone (the model's last channel).
 * user-added labels (``USER_LABEL_BASE`` ≤ v < ``IGNORE_LABEL``: no slot), ``IGNORE_LABEL`` ("don't care") and
   ``UNSET`` (not edited) → no target.
@@ -93,7 +93,7 @@ def sample_to_grid(labels: np.ndarray, size: int) -> np.ndarray:
 
 def is_corrected(record: ImageRecord) -> bool:
     """A person looked at it: reviewed (every pixel confirmed) or edited (the edited pixels)."""
-    return record.status is ImageStatus.REVIEWED or record.has_edits
+    return record.has_work
 
 
 def corrected_label_values(project: AnnotationProject, record: ImageRecord) -> np.ndarray:
