@@ -259,7 +259,7 @@ def test_a_failed_background_save_is_reported_and_written_again(qtbot, window, t
     window.open_folder(folder)
     window.saver.flush()
 
-    def full_disk(path, data):
+    def full_disk(path, data, **_options):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(project_module, "atomic_write_json", full_disk)
