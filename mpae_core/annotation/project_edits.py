@@ -44,11 +44,33 @@ class ProjectEditsMixin:
         if layer is not None:
             self._edit_cache.move_to_end(record.relpath)
             return layer
-        layer = self._load_layer(record)
-        self._saved_versions[id(layer)] = layer.version
-        layer.on_change = lambda changed, rel=record.relpath: self._layer_changed(rel, changed)
-        self._cache_layer(record.relpath, layer)
-        return layer
+        return self._adopt_layer(record.relpath, self._load_layer(record))
+
+    def edits_loader(self, relpath: str | os.PathLike) -> Callable[[], EditLayer] | None:
+        """How to read the image's stored edit layer off the GUI thread, or None when :meth:`edits` is cheap (the
+        layer is cached, or nothing is stored). The function touches no project state, so any thread may run it
+        (a 12 MP layer takes ~0.1 s to decode); hand its layer to :meth:`install_edit_layer` on this thread."""
+        record = self._record(relpath)
+        if record.relpath in self._edit_cache or not record.has_edits:
+            return None
+        size, path = record.size, self._edit_file(record.relpath)
+        num_parts = None if self._parts is None else self._parts.num_parts
+        return lambda: _layer_from_file(record.relpath, size, path, num_parts, expected=True)
+
+    def install_edit_layer(self, relpath: str | os.PathLike, layer: EditLayer) -> EditLayer:
+        """The image's edit layer from now on: ``layer`` (read by :meth:`edits_loader`'s function), unless
+        :meth:`edits` cached one meanwhile, which is then newer and is returned instead."""
+        record = self._record(relpath)
+        cached = self._edit_cache.get(record.relpath)
+        if cached is not None:
+            self._edit_cache.move_to_end(record.relpath)
+            return cached
+        if layer.size != record.size:
+            raise MPAEError(f"The edit layer read for '{record.relpath}' no longer fits it (its size changed "
+                            "meanwhile); show the image again.")
+        if self._parts is not None:
+            layer.num_parts = self._parts.num_parts  # the table may have taken a model's slots meanwhile
+        return self._adopt_layer(record.relpath, layer)
 
     def clear_edits(self, relpath: str | os.PathLike) -> None:
         """Drop every edit of the image (undoable on its layer until saved)."""
@@ -102,20 +124,16 @@ class ProjectEditsMixin:
         return self.project_dir / "edits" / f"{relpath}.png"
 
     def _load_layer(self, record: ImageRecord) -> EditLayer:
-        if record.size is None:
-            raise MPAEError(f"'{record.relpath}' has no known size yet; open or predict it before editing.")
         num_parts = None if self._parts is None else self._parts.num_parts
-        path = self._edit_file(record.relpath)
-        if not path.is_file():
-            if record.has_edits:
-                logger.warning("The edits of %s are missing (%s); starting from the prediction", record.relpath, path)
-            return EditLayer(record.size, num_parts=num_parts)
-        data = read_uint16_png(path)
-        try:
-            return EditLayer(record.size, data, num_parts=num_parts)
-        except ValueError as exc:
-            raise MPAEError(f"The edit layer '{path}' does not fit '{record.relpath}': {exc} Delete it to drop that "
-                            "image's edits.") from exc
+        return _layer_from_file(record.relpath, record.size, self._edit_file(record.relpath), num_parts,
+                                expected=record.has_edits)
+
+    def _adopt_layer(self, relpath: str, layer: EditLayer) -> EditLayer:
+        """Cache a layer read from disk as the image's one; the project follows its changes from now on."""
+        self._saved_versions[id(layer)] = layer.version
+        layer.on_change = lambda changed, rel=relpath: self._layer_changed(rel, changed)
+        self._cache_layer(relpath, layer)
+        return layer
 
     def _cache_layer(self, relpath: str, layer: EditLayer) -> None:
         self._edit_cache[relpath] = layer
@@ -171,3 +189,21 @@ class ProjectEditsMixin:
             data = layer.data.copy()
             return lambda: write_uint16_png(path, data)
         return lambda: path.unlink(missing_ok=True)
+
+
+def _layer_from_file(relpath: str, size: tuple[int, int] | None, path: Path, num_parts: int | None, *,
+                     expected: bool) -> EditLayer:
+    """An image's edit layer as stored at ``path`` (an empty one when there is no file; ``expected``: the index says
+    there should be one). Pure: no project state, so a worker thread may call it."""
+    if size is None:
+        raise MPAEError(f"'{relpath}' has no known size yet; open or predict it before editing.")
+    if not path.is_file():
+        if expected:
+            logger.warning("The edits of %s are missing (%s); starting from the prediction", relpath, path)
+        return EditLayer(size, num_parts=num_parts)
+    data = read_uint16_png(path)
+    try:
+        return EditLayer(size, data, num_parts=num_parts)
+    except ValueError as exc:
+        raise MPAEError(f"The edit layer '{path}' does not fit '{relpath}': {exc} Delete it to drop that image's "
+                        "edits.") from exc
