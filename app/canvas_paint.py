@@ -142,14 +142,12 @@ class PaintingMixin:
         self._apply_fill(pixel[0], pixel[1], self._active_label)
 
     def _apply_fill(self, x: int, y: int, label: int) -> None:
-        """Fill the region around (x, y) of the shown labels (asking first when it is most of the image), then
-        give the tool chosen before the fill back."""
-        try:
-            self._fill_region(x, y, label)
-        finally:
-            if self._tool == "fill":
-                self.set_tool(self._tool_before_fill)
-                self.toolChanged.emit(self._tool)
+        """Give the tool chosen before the fill back (one click, one fill), then fill the region around (x, y) of
+        the shown labels, asking first when it is most of the image."""
+        if self._tool == "fill":
+            self.set_tool(self._tool_before_fill)
+            self.toolChanged.emit(self._tool)
+        self._fill_region(x, y, label)
 
     def _fill_region(self, x: int, y: int, label: int) -> None:
         labels = self._overlay.labels

@@ -6,7 +6,7 @@ Entries hold the label value as their data and the plain name as their text (so 
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QIcon, QPaintEvent
+from PySide6.QtGui import QPaintEvent
 from PySide6.QtWidgets import (QComboBox, QStyle, QStyledItemDelegate, QStyleOptionComboBox, QStyleOptionViewItem,
                                QStylePainter, QWidget)
 
@@ -15,6 +15,9 @@ from mpae_core.annotation.parts import PartTable
 
 from .icons import icon
 from .label_keys import label_key, label_number
+from .overlay import IGNORE_RGB
+
+BACKGROUND_RGB = (0, 0, 0)  # drawn in the palette's text colour (black would vanish in the dark theme)
 
 NUMBER_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -23,16 +26,16 @@ def numbered(number: str, text: str) -> str:
     return f"{number}  {text}" if number else text
 
 
-def paint_choices(parts: PartTable | None) -> list[tuple[int, str, tuple[int, int, int] | None]]:
+def paint_choices(parts: PartTable | None) -> list[tuple[int, str, tuple[int, int, int]]]:
     """(value, name, colour) of every label a person can paint: background, the root parts and the person's own
     labels not exported as background, then don't care."""
-    choices: list[tuple[int, str, tuple[int, int, int] | None]] = [(BACKGROUND, "Background", None)]
+    choices: list[tuple[int, str, tuple[int, int, int]]] = [(BACKGROUND, "Background", BACKGROUND_RGB)]
     if parts is not None:
         for slot in range(parts.num_parts):
             if parts.root(slot) == slot and not parts.is_background(slot):
                 choices.append((slot + 1, parts.display_name(slot), parts.display_color(slot)))
         choices += [(u.value, u.name, u.color) for u in parts.user_labels if not u.as_background]
-    choices.append((IGNORE_LABEL, "Don't care (255)", None))
+    choices.append((IGNORE_LABEL, "Don't care (255)", IGNORE_RGB))
     return choices
 
 
@@ -53,7 +56,7 @@ class PaintLabelCombo(QComboBox):
         """Fill the list from the part table (signals of the caller's choosing stay blocked or not)."""
         self.clear()
         for value, name, color in paint_choices(parts):
-            glyph = icon("brush", "#%02x%02x%02x" % tuple(color)) if color is not None else QIcon()
+            glyph = icon("brush") if color is BACKGROUND_RGB else icon("brush", "#%02x%02x%02x" % tuple(color))
             self.addItem(glyph, name, value)
             self.setItemData(self.count() - 1, label_number(value), NUMBER_ROLE)
             key = label_key(value)

@@ -310,8 +310,8 @@ class UserLabelsPanel(QWidget):
             self.error.emit(str(exc))
             return None
         self.model.reload()
+        self.labelsChanged.emit()  # the paint list gets it first: selecting it below makes it the paint label
         self.view.setCurrentIndex(self.model.index(self.model.rowCount() - 1, COL_NAME))
-        self.labelsChanged.emit()
         return value
 
     def remove_last(self) -> bool:

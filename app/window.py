@@ -48,7 +48,7 @@ FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
 
-class MainWindow(MenusMixin, ModelMixin, EditingMixin, AnnotateMixin, FirstHourMixin, QMainWindow):
+class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
     imageShown = Signal(str)  # the image became the current one (its pixels follow: displayReady)

@@ -51,7 +51,8 @@ def ask_to_fill(parent: QWidget, text: str) -> bool:
 
 
 class AnnotateMixin:
-    """Images without prediction, paint keys, tool meanings and refusals; ``_install_annotate`` wires it once."""
+    """Images without prediction, paint keys, tool meanings and refusals; ``_install_annotate`` wires it once.
+    It comes before ``EditingMixin`` among the window's bases: its ``_on_edited`` extends that one."""
 
     def _install_annotate(self) -> None:
         self._paint_block: str | None = None  # why the shown image cannot be painted (its photo or edits failed)
@@ -123,6 +124,11 @@ class AnnotateMixin:
             return
         self.display.show_labels(self._with_layer(relpath, None, size))
         self._update_actions()
+
+    def _on_edited(self) -> None:
+        """After the editing mixin's: the counts (status line, parts and labels panels) follow within a second."""
+        super()._on_edited()  # type: ignore[misc]
+        self._counts_timer.start()
 
     # ================================================================================================ refusals
     def _block_painting(self, relpath: str | None, reason: str) -> None:
