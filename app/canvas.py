@@ -96,7 +96,7 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
 
         self._tool = "pan"
         self._tool_before_fill = "pan"
-        #: Asked before a fill covers more than LARGE_FILL of the image: (fraction, label) → go ahead? None: no asking.
+        #: Asked before a fill covers more than LARGE_FILL of the image: (fraction, label) → fill? None: never asks.
         self.confirm_fill: Callable[[float, int], bool] | None = None
         self._brush_radius = 8
         self._active_label = 1

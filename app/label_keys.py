@@ -31,15 +31,14 @@ def label_number(value: int) -> str:
 
 def label_key(value: int) -> str | None:
     """The shortcut (QKeySequence text) that paints with a label value, or None beyond the ninth."""
-    value = int(value)
-    if value == BACKGROUND:
-        return BACKGROUND_KEY
-    if value == IGNORE_LABEL:
-        return DONT_CARE_KEY
-    if value >= USER_LABEL_BASE:
-        index = value - USER_LABEL_BASE + 1
-        return f"Shift+{index}" if index <= KEYED_LABELS else None
-    return str(value) if value <= KEYED_LABELS else None
+    number = label_number(value)
+    if number in (BACKGROUND_KEY, DONT_CARE_KEY):
+        return number
+    user = number.startswith(USER_PREFIX)
+    index = int(number.removeprefix(USER_PREFIX))
+    if index > KEYED_LABELS:
+        return None
+    return f"Shift+{index}" if user else number
 
 
 def painted_value(parts: PartTable | None, value: int) -> int:

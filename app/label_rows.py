@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QAction, QColor, QIcon, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+
+from mpae_core.annotation import AnnotationProject
+from mpae_core.annotation.parts import PartTable
 
 from .icons import icon
 
@@ -40,17 +43,45 @@ def is_checked(value: Any) -> bool:
         return bool(value)
 
 
-def header_data(section: int, role: int, headers: Sequence[str], tips: Sequence[str]) -> Any:
-    """A label table's horizontal header: text, tooltip, and the eye and grid icons over their columns."""
-    if not 0 <= section < len(headers):
+class LabelTableModel(QAbstractTableModel):
+    """What both label tables share: the project they show, one row per entry of ``_rows`` (their own row type),
+    the columns above and a set of hidden entries (a view setting, never saved). Subclasses fill ``_rows`` in
+    their ``reload`` and set HEADERS/HEADER_TIPS."""
+
+    HEADERS: Sequence[str] = ()
+    HEADER_TIPS: Sequence[str] = ()
+    _project: AnnotationProject | None
+    _rows: list
+    _hidden: set[int]
+
+    @property
+    def parts(self) -> PartTable | None:
+        return None if self._project is None else self._project.parts
+
+    def set_project(self, project: AnnotationProject | None) -> None:
+        """Show ``project``'s labels, all visible; the subclass's ``reload`` reads its rows."""
+        self._project = project
+        self._hidden.clear()
+        self.reload()  # type: ignore[attr-defined]
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Text, tooltip, and the eye and grid icons over their columns."""
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self.HEADERS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.HEADER_TIPS[section]
+        if role == Qt.ItemDataRole.DecorationRole:
+            return {COL_VISIBLE: icon("visible"), COL_GALLERY: icon("gallery")}.get(section)
         return None
-    if role == Qt.ItemDataRole.DisplayRole:
-        return headers[section]
-    if role == Qt.ItemDataRole.ToolTipRole:
-        return tips[section]
-    if role == Qt.ItemDataRole.DecorationRole:
-        return {COL_VISIBLE: icon("visible"), COL_GALLERY: icon("gallery")}.get(section)
-    return None
 
 
 def setup_label_view(view: QTableView) -> None:

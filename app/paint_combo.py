@@ -18,6 +18,12 @@ from .label_keys import label_key, label_number
 from .overlay import IGNORE_RGB
 
 BACKGROUND_RGB = (0, 0, 0)  # drawn in the palette's text colour (black would vanish in the dark theme)
+#: What the two special entries mean; "don't care" is not a part exported as background, and says so.
+MEANINGS = {
+    BACKGROUND: "Background: exported as 0",
+    IGNORE_LABEL: "Don't care: exported as 255, pixels no tool learns from (a part exported as background is 0 "
+                  "instead)",
+}
 
 NUMBER_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -60,7 +66,8 @@ class PaintLabelCombo(QComboBox):
             self.addItem(glyph, name, value)
             self.setItemData(self.count() - 1, label_number(value), NUMBER_ROLE)
             key = label_key(value)
-            self.setItemData(self.count() - 1, f"{name} (key {key})" if key else name, Qt.ItemDataRole.ToolTipRole)
+            tip = MEANINGS.get(value, name) + (f" (key {key})" if key else "")
+            self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
 
     def item_number(self, index: int) -> str:
         return self.itemData(index, NUMBER_ROLE) or ""

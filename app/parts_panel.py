@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
@@ -42,7 +41,7 @@ from mpae_core.annotation.parts import PartTable, part_number
 from .icons import icon
 from .label_keys import label_number
 from .label_rows import (COL_BACKGROUND, COL_COLOR, COL_COUNT, COL_GALLERY, COL_NAME, COL_VISIBLE, NUMBER_TIP,
-                         header_data, panel_action, setup_label_view)
+                         LabelTableModel, panel_action, setup_label_view)
 from .label_rows import is_checked as _is_checked
 from .label_rows import swatch as _swatch
 from .user_labels_panel import UserLabelsPanel
@@ -71,8 +70,10 @@ class _Row:
         return self.slot != self.root
 
 
-class PartsModel(QAbstractTableModel):
+class PartsModel(LabelTableModel):
     """The part table as rows for a view; ``setData`` forwards to PartTable and reports refusals via ``error``."""
+
+    HEADERS, HEADER_TIPS = HEADERS, HEADER_TIPS
 
     #: A change the PartTable refused (its message says why); the old value stays.
     error = Signal(str)
@@ -89,15 +90,6 @@ class PartsModel(QAbstractTableModel):
         self._hidden: set[int] = set()  # hidden root slots
 
     # ----- data source --------------------------------------------------------------------------------------------
-    @property
-    def parts(self) -> PartTable | None:
-        return None if self._project is None else self._project.parts
-
-    def set_project(self, project: AnnotationProject | None) -> None:
-        self._project = project
-        self._hidden.clear()
-        self.reload()
-
     def reload(self) -> None:
         """Re-read rows and counts from the project (after any table change or new predictions)."""
         self.beginResetModel()
@@ -167,17 +159,6 @@ class PartsModel(QAbstractTableModel):
         self.hiddenChanged.emit(self.hidden_slots())
 
     # ----- Qt model -----------------------------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal:
-            return None
-        return header_data(section, role, HEADERS, HEADER_TIPS)
-
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags

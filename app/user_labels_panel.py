@@ -1,16 +1,16 @@
 """The person's own labels, below the model's parts: things the model did not find (a label has no model slot).
 
 A user label is named, coloured, painted and exported like a part (after the model's parts), never merged and never
-refined. Its number is "⇧1", "⇧2"… (Shift+1 paints with the first), apart from the parts' numbers, so adding one never
-renumbers a part. Changes go through the project's :class:`PartTable` (which validates names); the newest label can
-be removed while no image is painted with it, so label values never shift under painted pixels.
+refined. Its number is "⇧1", "⇧2"… (Shift+1 paints with the first), apart from the parts' numbers, so adding one
+never renumbers a part. Changes go through the project's :class:`PartTable` (which validates names); the newest
+label can be removed while no image is painted with it, so label values never shift under painted pixels.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QColorDialog, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QTableView, QToolButton, QVBoxLayout, QWidget)
@@ -22,7 +22,7 @@ from mpae_core.palette import default_part_color
 from .icons import icon
 from .label_keys import label_number
 from .label_rows import (COL_BACKGROUND, COL_COLOR, COL_COUNT, COL_GALLERY, COL_NAME, COL_VISIBLE, NUMBER_TIP,
-                         header_data, is_checked, panel_action, setup_label_view, swatch)
+                         LabelTableModel, is_checked, panel_action, setup_label_view, swatch)
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,10 @@ HEADER_TIPS = (NUMBER_TIP, "A label the model has no part for; yours in every im
 EMPTY_HINT = "Something the model did not find? Add a label, then paint it (Shift+1 paints with the first)."
 
 
-class UserLabelsModel(QAbstractTableModel):
+class UserLabelsModel(LabelTableModel):
     """The project's user labels as rows; ``setData`` forwards to the PartTable and reports refusals via ``error``."""
 
+    HEADERS, HEADER_TIPS = HEADERS, HEADER_TIPS
     error = Signal(str)
     labelsChanged = Signal()
     hiddenChanged = Signal(object)  # frozenset of hidden label values
@@ -43,56 +44,41 @@ class UserLabelsModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._project: AnnotationProject | None = None
-        self._labels: list[UserLabel] = []
+        self._rows: list[UserLabel] = []
         self._counts: dict[int, int] = {}
-        self.hidden: set[int] = set()
-
-    @property
-    def parts(self) -> PartTable | None:
-        return None if self._project is None else self._project.parts
-
-    def set_project(self, project: AnnotationProject | None) -> None:
-        self._project = project
-        self.hidden.clear()
-        self.reload()
+        self._hidden: set[int] = set()
 
     def reload(self) -> None:
         """Re-read the labels and the number of images painted with each (from the index)."""
         self.beginResetModel()
         parts = self.parts
-        self._labels = [] if parts is None else parts.user_labels
+        self._rows = [] if parts is None else parts.user_labels
         self._counts = {}
-        if self._project is not None and self._labels:
+        if self._project is not None and self._rows:
             for record in self._project.records():
                 for value in record.user_present:
                     self._counts[value] = self._counts.get(value, 0) + 1
-        self.hidden &= {label.value for label in self._labels}
+        self._hidden &= {label.value for label in self._rows}
         self.endResetModel()
 
     def value_at(self, row: int) -> int | None:
-        return self._labels[row].value if 0 <= row < len(self._labels) else None
+        return self._rows[row].value if 0 <= row < len(self._rows) else None
 
     def image_count(self, value: int) -> int:
         return self._counts.get(value, 0)
 
+    def hidden_values(self) -> frozenset[int]:
+        return frozenset(self._hidden)
+
     def set_hidden(self, value: int, hidden: bool) -> None:
-        if (value in self.hidden) == hidden:
+        if (value in self._hidden) == hidden:
             return
-        (self.hidden.add if hidden else self.hidden.discard)(value)
-        row = [label.value for label in self._labels].index(value)
+        (self._hidden.add if hidden else self._hidden.discard)(value)
+        row = [label.value for label in self._rows].index(value)
         self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
-        self.hiddenChanged.emit(frozenset(self.hidden))
+        self.hiddenChanged.emit(self.hidden_values())
 
     # ----- Qt model -----------------------------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._labels)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        return header_data(section, role, HEADERS, HEADER_TIPS) if orientation == Qt.Orientation.Horizontal else None
-
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
@@ -104,10 +90,10 @@ class UserLabelsModel(QAbstractTableModel):
         return flags
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._labels):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
-        label, col = self._labels[index.row()], index.column()
-        hidden = label.value in self.hidden
+        label, col = self._rows[index.row()], index.column()
+        hidden = label.value in self._hidden
         if role == Qt.ItemDataRole.DisplayRole:
             return {COL_COLOR: label_number(label.value), COL_NAME: label.name,
                     COL_COUNT: str(self._counts.get(label.value, 0))}.get(col)
@@ -136,7 +122,7 @@ class UserLabelsModel(QAbstractTableModel):
         parts = self.parts
         if parts is None or not index.isValid():
             return False
-        label, col = self._labels[index.row()], index.column()
+        label, col = self._rows[index.row()], index.column()
         if col == COL_VISIBLE:
             self.set_hidden(label.value, not is_checked(value))
             return True
@@ -161,7 +147,7 @@ class UserLabelsModel(QAbstractTableModel):
             logger.info("Part table refused a change of a user label: %s", exc)
             self.error.emit(str(exc))
             return False
-        self._labels = parts.user_labels
+        self._rows = parts.user_labels
         self.dataChanged.emit(self.index(index.row(), 0), self.index(index.row(), self.columnCount() - 1))
         self.labelsChanged.emit()
         return True
@@ -239,7 +225,8 @@ class UserLabelsPanel(QWidget):
                          "find", ["Ctrl+Shift+N"], "add", "Add label…")
         self.act_rename = a(self.view, "Rename label", self.rename_current, "Rename your label in every image",
                             ["F2"])
-        self.act_color = a(self.view, "Change the label's colour…", self.pick_color, "Your label's colour", ["Ctrl+K"])
+        self.act_color = a(self.view, "Change the label's colour…", self.pick_color, "Your label's colour",
+                           ["Ctrl+K"])
         self.act_remove = a(self.view, "Remove the newest label", self.remove_last, "Remove your newest label "
                             "(only while no image is painted with it)", [], "remove", "Remove last")
         self.title = QLabel("<b>Your labels</b>")
@@ -287,7 +274,7 @@ class UserLabelsPanel(QWidget):
         return [self.act_add, self.act_rename, self.act_color, self.act_remove]
 
     def hidden_values(self) -> frozenset[int]:
-        return frozenset(self.model.hidden)
+        return self.model.hidden_values()
 
     def ask_to_add(self) -> int | None:
         """Ask for a name and colour (a dialog), then add the label; its value, or None when cancelled/refused."""
@@ -383,7 +370,7 @@ class UserLabelsPanel(QWidget):
         if value is None:
             return
         if index.column() == COL_VISIBLE:
-            self.model.set_hidden(value, value not in self.model.hidden)
+            self.model.set_hidden(value, value not in self.model.hidden_values())
         elif index.column() == COL_GALLERY:
             self.galleryRequested.emit(value)
 

@@ -382,7 +382,7 @@ def test_parts_are_numbered_from_1_everywhere(qtbot, window, folder, caplog):
 
     from app.parts_panel import COL_COLOR, COL_NAME
 
-    project = opened(window, folder, "img_01.png")
+    opened(window, folder, "img_01.png")
     panel = window.parts_panel
     assert [panel.model.data(panel.model.index(r, COL_COLOR)) for r in range(4)] == ["1", "2", "3", "4"]
     panel.select_slot(1)
@@ -396,7 +396,7 @@ def test_parts_are_numbered_from_1_everywhere(qtbot, window, folder, caplog):
         "Part 3 (part_03) is merged into part 2 (part_02)")
     labels = window.canvas.labels()
     y, x = np.argwhere(labels == 3)[0]
-    assert f"· 2 part_02 ·" in window.canvas.describe_pixel(int(x), int(y))  # a merged slot shows its group's number
+    assert "· 2 part_02 ·" in window.canvas.describe_pixel(int(x), int(y))  # a merged slot shows its group's number
     errors = []
     panel.model.error.connect(errors.append)
     panel.model.setData(panel.model.index(panel.model.row_of(3), COL_NAME), "part_02")
@@ -453,3 +453,27 @@ def test_the_overlay_colours_user_labels_with_small_tables():
     seam = np.array([[tail, tail, 1, 1]], dtype=np.uint16)
     outline = render_overlay(seam, parts, OverlayStyle(outline_only=True))[0, :, 3]
     assert outline.tolist() == [0, 255, 255, 0]  # the boundary between a user label and a part is drawn
+
+
+def test_dont_care_and_export_as_background_are_named_apart(qtbot, window, folder):
+    from app.parts_panel import COL_BACKGROUND
+
+    opened(window, folder, "img_00.png")
+    combo = window.paint_label
+    dont_care = combo.itemData(combo.findData(IGNORE_LABEL), Qt.ItemDataRole.ToolTipRole)
+    assert dont_care and dont_care.startswith("Don't care: exported as 255")
+    assert "exported as background is 0" in dont_care
+    assert combo.itemData(combo.findData(BACKGROUND), Qt.ItemDataRole.ToolTipRole).startswith("Background: exported "
+                                                                                              "as 0")
+    header = window.parts_panel.model.headerData(COL_BACKGROUND, Qt.Orientation.Horizontal,
+                                                 Qt.ItemDataRole.ToolTipRole)
+    assert header.startswith("Export as background") and "ignore" not in header.lower()
+    window.parts_panel.model.setData(window.parts_panel.model.index(1, COL_BACKGROUND), Qt.CheckState.Checked.value,
+                                     Qt.ItemDataRole.CheckStateRole)
+    labels = window.canvas.labels()
+    y, x = (int(v) for v in np.argwhere(labels == 2)[0])
+    assert " · 2 part_02 (exported as background) · " in window.canvas.describe_pixel(x, y)
+    window.canvas.set_active_label(IGNORE_LABEL)
+    window.set_tool("brush")
+    drag(qtbot, window.canvas, [(x, y)])
+    assert "don't care" in window.canvas.describe_pixel(x, y)
