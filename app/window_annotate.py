@@ -144,6 +144,8 @@ class AnnotateMixin:
             text = f"Cannot paint on {relpath}: this project is read-only here ({self.project.read_only})."
         elif self._paint_block:
             text = f"Cannot paint on {relpath}: {self._paint_block}."
+        elif self._layer is None and self.display.busy():
+            text = f"Nothing painted on {relpath}: it is still being read; paint once it is shown."
         else:
             text = f"Nothing painted on {relpath}: {reason}."
         self.statusBar().showMessage(text, 10000)

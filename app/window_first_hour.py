@@ -149,6 +149,8 @@ class FirstHourMixin:
         """Open the image, then clear its edits as Edit ▸ Clear edits does: undoable, and in plain sight."""
         self.show_image(relpath)
         if self.current == relpath:
+            if self._layer is None and self.project.record(relpath).has_edits:
+                self._layer = self.project.edits(relpath)  # still on its way from disk: read it now, once
             self.clear_edits()
 
     # ================================================================================================ canvas menu

@@ -419,7 +419,7 @@ def test_showing_an_edited_image_reads_its_layer_on_a_worker(qtbot, window, tmp_
     assert window.open_folder(tmp_path / "large", load_project_checkpoint=False)
     assert window.wait_for_display()
     window.show_image(edited)
-    assert reads == [] and window._current_layer() is None  # show_image returned without reading it
+    assert True not in reads and window._current_layer() is None  # show_image returned without reading it
     assert window.wait_for_display()
     assert reads == [False]  # read once, on a worker
     layer = window._current_layer()
@@ -477,3 +477,18 @@ def test_dont_care_and_export_as_background_are_named_apart(qtbot, window, folde
     window.set_tool("brush")
     drag(qtbot, window.canvas, [(x, y)])
     assert "don't care" in window.canvas.describe_pixel(x, y)
+
+
+def test_clear_edits_from_the_list_works_while_the_layer_is_still_on_its_way(qtbot, window, tmp_path):
+    project = make_predicted_project(tmp_path / "large", num_images=2, size=(600, 800))
+    edited = project.relpaths()[1]
+    project.edits(edited).brush(400, 300, 40, 4)
+    project.close()
+    assert window.open_folder(tmp_path / "large", load_project_checkpoint=False)
+    assert window.wait_for_display()
+    window.image_menu(edited).actions()[3].trigger()  # "Clear edits (Ctrl+Z brings them back)"
+    assert window.wait_for_display()
+    assert not window.project.record(edited).has_edits
+    np.testing.assert_array_equal(window.canvas.labels(), window.project.label_map(edited))
+    window.undo()
+    assert window.project.edits(edited).data[300, 400] == 4
