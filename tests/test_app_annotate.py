@@ -253,6 +253,40 @@ def test_a_user_label_is_added_painted_coloured_counted_exported_and_reopened(qt
     assert window.paint_label.findText("tail") >= 0
 
 
+def test_user_labels_are_renamed_recoloured_and_exported_as_background_in_the_panel(qtbot, window, folder,
+                                                                                     monkeypatch, tmp_path):
+    from app.parts_panel import COL_BACKGROUND, COL_COLOR, COL_NAME
+
+    project = opened(window, folder, "img_00.png")
+    value = add_label(window, monkeypatch)
+    users = window.parts_panel.user_labels
+    users.view.setFocus()
+    users.view.setCurrentIndex(users.model.index(0, COL_NAME))
+    qtbot.keyClick(users.view, Qt.Key.Key_F2)
+    editor = QApplication.focusWidget()
+    assert editor.text() == "tail"
+    editor.setText("fin")
+    with qtbot.waitSignal(window.parts_panel.partsChanged, timeout=1000):
+        qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert project.parts.value_name(value) == "fin" and window.paint_label.findText("fin") >= 0
+    errors = []
+    users.error.connect(errors.append)
+    assert not users.model.setData(users.model.index(0, COL_NAME), "part_02")
+    assert errors == ["Part 2 is already called 'part_02'; merge into it instead of giving two labels the same name."]
+    assert users.model.setData(users.model.index(0, COL_COLOR), "#102030")
+    assert project.parts.value_color(value) == (16, 32, 48)
+    window.paint_with(value)
+    drag(qtbot, window.canvas, [(60, 40), (70, 40)])
+    assert users.model.setData(users.model.index(0, COL_BACKGROUND), Qt.CheckState.Checked.value,
+                               Qt.ItemDataRole.CheckStateRole)
+    assert project.parts.value_is_background(value) and window.paint_label.findData(value) < 0
+    assert "(exported as background)" in window.canvas.describe_pixel(65, 40)
+    result = export_png(project, None, tmp_path / "export")
+    assert "fin" not in [label.name for label in result.labels]
+    with Image.open(result.masks_dir / "img_00.png") as mask:
+        assert np.asarray(mask)[40, 65] == 0
+
+
 def test_the_newest_user_label_is_removed_only_while_unused_and_its_gallery_shows_painted_images(qtbot, window,
                                                                                                 folder, monkeypatch):
     project = opened(window, folder, "img_00.png")
@@ -310,6 +344,16 @@ def test_number_keys_choose_the_paint_label_and_zoom_moved_to_ctrl_1(qtbot, wind
     window._on_parts_changed()
     press(qtbot, window, Qt.Key.Key_3)
     assert combo.currentData() == 2 and "part 3 is merged into it" in window.statusBar().currentMessage()
+
+    window.filter_edit.setFocus()  # digits still type where text is typed
+    for key in (Qt.Key.Key_I, Qt.Key.Key_1):
+        qtbot.keyClick(window.filter_edit, key)
+    assert window.filter_edit.text() == "i1" and combo.currentData() == 2
+    window.filter_edit.clear()
+    window.brush_size.setFocus()
+    window.brush_size.selectAll()
+    qtbot.keyClick(window.brush_size, Qt.Key.Key_4)
+    assert window.brush_size.value() == 4 and combo.currentData() == 2
 
     window.canvas.zoom_fit()
     zoom = canvas.zoom()
