@@ -35,8 +35,8 @@ from .space_pan import SpacePanFilter
 from .theme import apply_theme
 from .welcome import WelcomePanel
 from .workers import ModelLoadWorker, PredictionWorker
-from .window_annotate import PAINT_KEY_ROWS, AnnotateMixin
 from .window_editing import EditingMixin
+from .window_annotate import PAINT_KEY_ROWS, AnnotateMixin
 from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
