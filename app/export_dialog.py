@@ -207,6 +207,9 @@ class ExportDialog(WorkerDialog):
                              "images (no prediction).")
             skipped.setEnabled(False)
             scope.addWidget(skipped)
+        if changed := len(project.changed_relpaths()):  # iter_label_maps leaves them out: masks of other photos
+            scope.addWidget(QLabel(f"Left out: {changed} images that changed on disk after they were annotated; "
+                                   "predict them again to export them."))
 
         form = QFormLayout()
         form.addRow("Formats:", formats)

@@ -18,7 +18,7 @@ from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QPersisten
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from mpae_core.annotation import AnnotationProject, ImageRecord, ImageStatus
+from mpae_core.annotation import AnnotationProject, FileState, ImageRecord, ImageStatus
 from mpae_core.images import load_thumbnail
 
 from .icons import icon
@@ -34,6 +34,14 @@ STATUS_COLOURS = {
 StatusRole = Qt.UserRole + 1
 RelpathRole = Qt.UserRole + 2
 ConfidenceRole = Qt.UserRole + 3
+FileStateRole = Qt.UserRole + 4  # FileState value: "" unchanged, "changed", "missing"
+FILE_STATE_COLOUR = "#d97706"
+FILE_STATE_TEXT = {FileState.CHANGED: "file changed on disk", FileState.MISSING: "file deleted"}
+FILE_STATE_TIPS = {
+    FileState.CHANGED: "The file changed on disk after it was predicted: the mask may not fit; predict it again "
+                       "(edits are kept).",
+    FileState.MISSING: "The file was deleted from the folder; its annotation is kept in the project.",
+}
 #: The image list's orders (key → what the sort box says); "name" is the project's own (folder) order.
 SORT_KEYS = {"name": "Name", "confidence": "Least sure first", "status": "Status (to do first)"}
 #: "status" order: what needs a person first.
@@ -160,9 +168,15 @@ class ImageListModel(QAbstractListModel):
                 lines.append("confidence: — (predicted by an older version; predict it again to see it)")
             if record.size is not None:
                 lines.append(f"{record.size[1]}×{record.size[0]} px")
+            if record.file_state is not FileState.UNCHANGED:
+                lines.append(FILE_STATE_TIPS[record.file_state])
             return "\n".join(lines)
         if role == Qt.ForegroundRole and record.status is ImageStatus.ERROR:
             return QColor(STATUS_COLOURS[ImageStatus.ERROR])
+        if role == Qt.ForegroundRole and record.file_state is not FileState.UNCHANGED:
+            return QColor(FILE_STATE_COLOUR)
+        if role == FileStateRole:
+            return record.file_state.value
         if role == StatusRole:
             return record.status.value
         if role == RelpathRole:
@@ -346,7 +360,11 @@ class ImageRowDelegate(QStyledItemDelegate):
                          metrics.elidedText(name, Qt.ElideMiddle, text_rect.width()))
         detail = status
         confidence = index.data(ConfidenceRole)
-        if confidence is not None:
+        file_state = FileState(index.data(FileStateRole) or "")
+        if file_state is not FileState.UNCHANGED:  # the confidence was about another file (or none at all)
+            detail += f" · {FILE_STATE_TEXT[file_state]}"
+            colour = QColor(FILE_STATE_COLOUR)
+        elif confidence is not None:
             detail += f" · {confidence:.0%} sure"
         elif status in ("predicted", "edited", "reviewed"):
             detail += " · —"

@@ -8,6 +8,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from mpae_core.errors import MPAEError
 
@@ -34,11 +35,14 @@ def prepare_demo(target: Path | None = None, source: Path = DEMO_DIR) -> tuple[P
 
 
 def run_gui(folder: str | None = None, checkpoint: str | None = None, device: str | None = None,
-            demo: bool = False, theme: str | None = None) -> int:
-    """Open the window and run the event loop; returns the exit code."""
+            demo: bool = False, theme: str | None = None, setup: Callable[[Any], None] | None = None) -> int:
+    """Open the window and run the event loop; returns the exit code (128 + the signal's number after a SIGTERM
+    or SIGINT, which save everything and quit like the window's Quit). ``setup(window)`` runs before the event loop
+    (scripted use: tests drive the app through it)."""
     from PySide6.QtWidgets import QApplication
 
     from .qt_check import binding_problem
+    from .quit_signals import QuitSignals
 
     problem = binding_problem()
     if problem is not None:
@@ -46,7 +50,18 @@ def run_gui(folder: str | None = None, checkpoint: str | None = None, device: st
         return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = launch(folder, checkpoint, device, demo, theme)
-    code = app.exec()
+
+    def quit_on_signal(signum: int) -> None:
+        window.close()  # saves the project and releases its lock (closeEvent)
+        app.exit(128 + signum)
+
+    signals = QuitSignals(quit_on_signal)
+    if setup is not None:
+        setup(window)
+    try:
+        code = app.exec()
+    finally:
+        signals.uninstall()
     del window
     return code
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mpae_core.checkpoint import load_checkpoint
+from mpae_core.checkpoint import load_checkpoint, model_fingerprint, model_lineage
 from mpae_core.devices import resolve_device
 from mpae_core.inference import Predictor
 from mpae_core.model import MPAE
@@ -43,6 +43,20 @@ class LoadRequest:
     allow_random_backbone: bool = False  # tests and explicitly random checkpoints only
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Who a model's part slots are: its fingerprint and the fingerprints it was refined from (a project's part
+    table names the slots of one model family; see ``AnnotationProject.model_fit``)."""
+
+    fingerprint: str
+    lineage: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, model: MPAE) -> "ModelIdentity":
+        """Hash the part-defining weights (tens of milliseconds for a full model: call it off the GUI thread)."""
+        return cls(model_fingerprint(model), tuple(model_lineage(model)))
+
+
 class ModelSession:
     """Holds one loaded model + Predictor; ``unload`` gives its (GPU) memory back."""
 
@@ -50,6 +64,7 @@ class ModelSession:
         self.predictor: Predictor | None = None
         self.checkpoint: Path | None = None
         self.device: torch.device | None = None
+        self.identity: ModelIdentity | None = None
 
     @property
     def loaded(self) -> bool:
@@ -73,10 +88,17 @@ class ModelSession:
                                 allow_random_backbone=request.allow_random_backbone)
         return Predictor(model, device)
 
-    def attach(self, predictor: Predictor, checkpoint: Path) -> None:
-        """Take a freshly built predictor; the previous model is freed first."""
+    @property
+    def name(self) -> str:
+        """The checkpoint's file name, for messages."""
+        return "" if self.checkpoint is None else self.checkpoint.name
+
+    def attach(self, predictor: Predictor, checkpoint: Path, identity: ModelIdentity | None = None) -> None:
+        """Take a freshly built predictor (and its identity, computed on the loader thread); the previous model is
+        freed first."""
         self.unload()
         self.predictor, self.checkpoint, self.device = predictor, Path(checkpoint), predictor.device
+        self.identity = identity if identity is not None else ModelIdentity.of(predictor.model)
 
     def unload(self) -> None:
         """Drop the model and return cached GPU memory to the driver (closing or switching models)."""
@@ -86,6 +108,7 @@ class ModelSession:
         self.predictor = None
         self.checkpoint = None
         self.device = None
+        self.identity = None
         gc.collect()
         if device is not None and device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()

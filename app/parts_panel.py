@@ -88,6 +88,7 @@ class PartsModel(LabelTableModel):
         self._rows: list[_Row] = []
         self._counts: dict[int, int] = {}  # row slot → images (group-wide for roots)
         self._hidden: set[int] = set()  # hidden root slots
+        self.read_only = False  # the project is read-only here: the table can be looked at, not changed
 
     # ----- data source --------------------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -163,7 +164,7 @@ class PartsModel(LabelTableModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        member = self._rows[index.row()].is_member
+        member = self._rows[index.row()].is_member or self.read_only
         if index.column() == COL_NAME and not member:
             flags |= Qt.ItemFlag.ItemIsEditable
         if index.column() == COL_BACKGROUND and not member:
@@ -236,6 +237,8 @@ class PartsModel(LabelTableModel):
         if parts is None or not index.isValid():
             return False
         row, col = self._rows[index.row()], index.column()
+        if self.read_only and col != COL_VISIBLE:
+            return False
         try:
             if col == COL_NAME and role == Qt.ItemDataRole.EditRole and not row.is_member:
                 name = str(value).strip()
@@ -394,6 +397,11 @@ class PartsPanel(QWidget):
     def hidden_slots(self) -> frozenset[int]:
         return self.model.hidden_slots()
 
+    def set_read_only(self, read_only: bool) -> None:
+        """Turn off renaming, recolouring, merging and background flags (hiding parts still works)."""
+        self.model.read_only = read_only
+        self._update_buttons()
+
     def set_slot_hidden(self, slot: int, hidden: bool) -> None:
         """Hide or show a part's group (emits visibilityChanged when that changes anything)."""
         self.model.set_hidden(slot, hidden)
@@ -490,6 +498,8 @@ class PartsPanel(QWidget):
     # ----- internals ----------------------------------------------------------------------------------------------
     def _apply(self, change: Any) -> bool:
         """Run a PartTable change; a refusal shows its message and changes nothing else."""
+        if self.model.read_only:
+            return False
         try:
             change()
         except ValueError as exc:
@@ -561,12 +571,14 @@ class PartsPanel(QWidget):
         parts = self.model.parts
         selected = self.selected_slots()
         groups = self._selected_roots()
+        editable = not self.model.read_only
         current = self.view.currentIndex().row()
-        self.act_rename.setEnabled(current >= 0 and not self.model.is_member_row(current))
-        self.act_color.setEnabled(len(groups) == 1)
-        self.act_merge.setEnabled(len(groups) >= 2)
-        self.act_unmerge.setEnabled(parts is not None and any(len(parts.members(s)) > 1 for s in selected))
-        self.act_background.setEnabled(bool(groups))
+        self.act_rename.setEnabled(editable and current >= 0 and not self.model.is_member_row(current))
+        self.act_color.setEnabled(editable and len(groups) == 1)
+        self.act_merge.setEnabled(editable and len(groups) >= 2)
+        self.act_unmerge.setEnabled(editable and parts is not None
+                                    and any(len(parts.members(s)) > 1 for s in selected))
+        self.act_background.setEnabled(editable and bool(groups))
         all_background = bool(groups) and all(parts.is_background(g) for g in groups)
         self.act_background.setText("Export as own labels again" if all_background else "Export as background")
         self.act_background.setIconText("As background")

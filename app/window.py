@@ -13,15 +13,16 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QModelIndex, QSignalBlocker, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QListView, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QSizePolicy,
+                               QStackedWidget, QToolBar, QToolButton, QVBoxLayout, QWidget)
 
-from mpae_core.annotation import AnnotationProject, ImageStatus
+from mpae_core.annotation import AnnotationProject, FileState, ImageRecord, ImageStatus
 from mpae_core.annotation.project import find_project_dir
 from mpae_core.annotation.edits import EditLayer
 from mpae_core.errors import MPAEError
 
 from . import dialogs
+from .autosave import ProjectSaver
 from .canvas import ImageCanvas
 from .display import ImageDisplay
 from .file_list import ICON_SIZE, SORT_KEYS, ImageFilterModel, ImageListModel, ImageRowDelegate, RelpathRole
@@ -34,7 +35,7 @@ from .settings import AppSettings, data_dir
 from .space_pan import SpacePanFilter
 from .theme import apply_theme
 from .welcome import WelcomePanel
-from .workers import ModelLoadWorker, PredictionWorker
+from .workers import FileChecker, ModelLoadWorker, PredictionWorker
 from .window_editing import EditingMixin
 from .window_annotate import PAINT_KEY_ROWS, AnnotateMixin
 from .window_first_hour import FirstHourMixin
@@ -43,7 +44,6 @@ from .window_model import ModelMixin
 
 logger = logging.getLogger(__name__)
 
-AUTOSAVE_MS = 1500
 FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
@@ -56,6 +56,7 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
     modelLoaded = Signal(str)  # checkpoint path
     modelFailed = Signal(str)  # message
     predictionFinished = Signal(object)  # PredictionSummary
+    filesChecked = Signal(object)  # relpaths whose file changed or vanished (after opening a folder)
 
     def __init__(self, settings: AppSettings | None = None, *, save_settings: bool = True) -> None:
         super().__init__()
@@ -63,6 +64,7 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self.save_settings = save_settings
         self.project: AnnotationProject | None = None
         self.session = ModelSession()
+        self._closing = False
         self.current: str | None = None
         self._layer: EditLayer | None = None  # the current image's edit layer (None while it is read from disk)
         self._load_thread: QThread | None = None
@@ -70,6 +72,9 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self._predict_thread: QThread | None = None
         self._predict_worker: PredictionWorker | None = None
         self._after_load: list = []
+        self._title_folder: Path | None = None  # what the title names: the image folder, or a batch run's OUT
+        self._model_refusal: str | None = None  # why the loaded model may not predict into this project
+        self._run_fingerprint: str | None = None  # the model of the prediction run in progress
         self._actions: list[QAction] = []
         self.setWindowTitle("MPAE Annotator")
         self.setWindowIcon(icon("checkpoint"))
@@ -77,7 +82,11 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self._build_actions()
         self._build_menus_and_toolbars()
         self._build_status_bar()
-        self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_MS, timeout=self.save_project)
+        self._build_read_only_banner()
+        self.saver = ProjectSaver(lambda: self.project, self)
+        self.saver.failed.connect(lambda message: self.statusBar().showMessage(message, 15000))
+        self.file_checker = FileChecker(self)
+        self.file_checker.checked.connect(self._apply_file_check)
         self._status_timer = QTimer(self, interval=STATUS_REFRESH_MS, timeout=self._refresh_device_status)
         self._status_timer.start()
         self._counts_timer = QTimer(self, singleShot=True, interval=1000, timeout=self._refresh_counts)
@@ -170,6 +179,22 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self._install_first_hour()
         self._install_annotate()
 
+    def _build_read_only_banner(self) -> None:
+        """A bar above the views, shown while the project is read-only (another window holds it)."""
+        self.read_only_banner = QToolBar("Read-only", self)
+        self.read_only_banner.setObjectName("read_only_banner")
+        self.read_only_banner.setMovable(False)
+        self.read_only_banner.setFloatable(False)
+        self.read_only_banner.toggleViewAction().setVisible(False)
+        self.read_only_label = QLabel()
+        self.read_only_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.read_only_label.setStyleSheet("QLabel { background: #fef3c7; color: #78350f; padding: 6px; "
+                                           "font-weight: bold; }")
+        self.read_only_banner.addWidget(self.read_only_label)
+        self.addToolBarBreak()
+        self.addToolBar(Qt.TopToolBarArea, self.read_only_banner)
+        self.read_only_banner.hide()
+
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "_").lower())
@@ -196,9 +221,13 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         """Open (or start) the project of an image folder; new images in the folder are added, and the checkpoint
         that predicted the project is loaded again unless a model is already loaded."""
         folder = Path(folder)
-        first_time = find_project_dir(folder) is None
+        project_dir = find_project_dir(folder)
+        first_time = project_dir is None
+        if self.project is not None and project_dir is not None and project_dir.resolve() == \
+                self.project.project_dir.resolve():
+            self.close_project()  # opening it again: give our own write lock back first
         try:
-            if find_project_dir(folder) is not None:
+            if project_dir is not None:
                 project = AnnotationProject.open(folder)
                 added = project.scan()
                 if added:
@@ -223,7 +252,9 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self._fill_paint_labels()
         self._refresh_problems()
         self._refresh_counts()
-        self.setWindowTitle(f"MPAE Annotator — {where}")
+        self._title_folder = where
+        self._show_read_only_state()
+        self._check_files_in_background()
         if len(project):
             self.show_image(project.relpaths()[0])
         else:
@@ -231,8 +262,24 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         if (load_project_checkpoint and not self.session.loaded and project.checkpoint is not None
                 and project.checkpoint.is_file()):
             self.load_checkpoint(project.checkpoint)
+        elif self.session.loaded:
+            self._review_model_fit(interactive=False)
         self._update_actions()
         return True
+
+    @property
+    def writable(self) -> bool:
+        """A project is open and this window may change it (no other window holds its lock)."""
+        return self.project is not None and self.project.read_only is None
+
+    def _show_read_only_state(self) -> None:
+        read_only = None if self.project is None else self.project.read_only
+        title = "MPAE Annotator" if self.project is None else f"MPAE Annotator — {self._title_folder}"
+        self.setWindowTitle(title + (" (read-only)" if read_only else ""))
+        self.read_only_label.setText(f"Read-only: {read_only}." if read_only else "")
+        self.read_only_label.setToolTip("Predicting, painting, reviewing and part changes are off while another "
+                                        "window holds this project." if read_only else "")
+        self.read_only_banner.setVisible(read_only is not None)
 
     def close_project(self) -> None:
         """Save and give the project's write lock back at once (another window or a batch run may then write it),
@@ -256,18 +303,46 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self.canvas.set_image(None)
         self.problems.clear()
         self._project_closed()
+        self._show_read_only_state()
+        self._update_actions()
 
     def save_project(self) -> None:
+        """Save now, on this thread, after what the background saver is writing (closing, exporting)."""
         if self.project is None:
             return
         try:
-            self.project.save()
+            self.saver.flush()
         except (MPAEError, OSError) as exc:
             self.statusBar().showMessage(f"Could not save the project: {exc}", 10000)
-            logger.error("Autosave failed: %s", exc)
+            logger.error("Saving failed: %s", exc)
 
-    def _schedule_save(self) -> None:
-        self._autosave.start()
+    def _schedule_save(self, soon: bool = False) -> None:
+        """Something changed: the saver writes it within ~1.5 s (``soon``: ~0.5 s), however many changes follow."""
+        self.saver.schedule(soon)
+
+    # ================================================================================================ files on disk
+    def _check_files_in_background(self) -> None:
+        """Stat every annotated image off the GUI thread; the few that changed are re-checked on it and flagged."""
+        if self.project is not None:
+            self.file_checker.check(self.project)
+
+    def _apply_file_check(self, project: AnnotationProject, relpaths: list[str]) -> None:
+        changed = []
+        if project is self.project:
+            changed = self.project.check_files([r for r in relpaths if r in self.project])
+            for relpath in changed:
+                self.file_model.refresh(relpath)
+                self._refresh_problem(self.project.record(relpath))
+            if changed:
+                self.statusBar().showMessage(f"{len(changed)} images changed or vanished on disk since they were "
+                                             "annotated; see Problems.", 10000)
+        self.filesChecked.emit(changed)
+
+    def _check_shown_file(self, relpath: str) -> None:
+        """One stat of the image being shown: a file replaced or deleted since its prediction is flagged."""
+        if self.project is not None and relpath in self.project and self.project.check_files([relpath]):
+            self.file_model.refresh(relpath)
+            self._refresh_problem(self.project.record(relpath))
 
     # ================================================================================================ images
     def show_image(self, relpath: str) -> None:
@@ -275,6 +350,7 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         preview follows within a blink and the full resolution after it (``displayReady``, ``wait_for_display``)."""
         if self.project is None or relpath not in self.project:
             return
+        self._check_shown_file(relpath)
         self.current = relpath
         self._select_in_list(relpath)
         self.display.show(relpath, self.project.image_path(relpath), self._labels_of(relpath))
@@ -385,42 +461,72 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
     # ================================================================================================ problems list
     def _add_problem(self, relpath: str, message: str) -> None:
         """One line per image (a second failure of the same image replaces its line)."""
+        self._set_problem_line(relpath, f"{relpath}: {message}", "error", "#dc2626")
+
+    def _set_problem_line(self, relpath: str, text: str, icon_name: str, colour: str) -> None:
         for row in range(self.problems.count()):
-            if self.problems.item(row).data(Qt.UserRole) == relpath:
-                self.problems.item(row).setText(f"{relpath}: {message}")
+            item = self.problems.item(row)
+            if item.data(Qt.UserRole) == relpath:
+                item.setText(text)
+                item.setIcon(icon(icon_name, colour))
                 return
-        item = QListWidgetItem(icon("error", "#dc2626"), f"{relpath}: {message}")
+        item = QListWidgetItem(icon(icon_name, colour), text)
         item.setData(Qt.UserRole, relpath)
         self.problems.addItem(item)
         self.problems_dock.setWindowTitle(f"Problems ({self.problems.count()})")
+
+    def _remove_problem(self, relpath: str) -> None:
+        for row in range(self.problems.count()):
+            if self.problems.item(row).data(Qt.UserRole) == relpath:
+                self.problems.takeItem(row)
+                break
+        self.problems_dock.setWindowTitle(f"Problems ({self.problems.count()})")
+
+    def _refresh_problem(self, record: ImageRecord) -> None:
+        """The image's line: its file changed or vanished after it was annotated, or it failed with nothing else."""
+        if record.file_state is FileState.CHANGED:
+            self._set_problem_line(record.relpath, f"'{record.relpath}' changed on disk after it was predicted: its "
+                                   "mask may not fit; predict it again (edits are kept).", "warning", "#d97706")
+        elif record.file_state is FileState.MISSING:
+            self._set_problem_line(record.relpath, f"'{record.relpath}' was deleted from the folder; its annotation "
+                                   "is kept in the project, put the file back to see it again.", "warning", "#d97706")
+        elif record.status is ImageStatus.ERROR:
+            self._add_problem(record.relpath, record.error or "unknown error")
+        else:
+            self._remove_problem(record.relpath)
 
     def _refresh_problems(self) -> None:
         self.problems.clear()
         if self.project is not None:
             for record in self.project.records():
-                if record.status is ImageStatus.ERROR:
-                    self._add_problem(record.relpath, record.error or "unknown error")
+                if record.status is ImageStatus.ERROR or record.file_state is not FileState.UNCHANGED:
+                    self._refresh_problem(record)
         self.problems_dock.setWindowTitle(f"Problems ({self.problems.count()})")
 
     # ================================================================================================ state
     def _update_actions(self) -> None:
         has_project = self.project is not None
         has_image = has_project and self.current is not None
+        writable = self.writable
         loaded = self.session.loaded
         busy = self._predict_thread is not None
-        self.act_predict.setEnabled(has_image and loaded and not busy)
-        self.act_predict_all.setEnabled(has_project and loaded and not busy)
-        self.act_repredict_all.setEnabled(has_project and loaded and not busy)
+        can_predict = writable and loaded and not busy and self._model_refusal is None
+        self.act_predict.setEnabled(has_image and can_predict)
+        self.act_predict_all.setEnabled(can_predict)
+        self.act_repredict_all.setEnabled(can_predict)
+        self._explain_prediction_refusal()
         self.act_cancel.setEnabled(busy)
         self.act_export.setEnabled(has_project)
-        self.act_import.setEnabled(has_project and not busy)
+        self.act_import.setEnabled(writable and not busy)
         self.act_load.setEnabled(self._load_thread is None and not busy)
-        layer = self._current_layer() if has_image else None
+        self._enable_editing(writable or not has_project)
+        layer = self._current_layer() if has_image and writable else None
         self.act_undo.setEnabled(layer is not None and layer.can_undo)
         self.act_redo.setEnabled(layer is not None and layer.can_redo)
         self.act_clear_edits.setEnabled(layer is not None and layer.has_edits)
         status = self.project.record(self.current).status if has_image else None
-        self.act_reviewed.setEnabled(status in (ImageStatus.PREDICTED, ImageStatus.EDITED, ImageStatus.REVIEWED))
+        self.act_reviewed.setEnabled(writable and status in (ImageStatus.PREDICTED, ImageStatus.EDITED,
+                                                             ImageStatus.REVIEWED))
         self.act_reviewed.setChecked(status is ImageStatus.REVIEWED)
 
     def _restore_layout(self) -> None:
@@ -434,12 +540,15 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
             self.settings.save()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._closing = True  # answers of workers still queued (a model that loaded or failed) are dropped
         self.cancel_prediction(wait=True)
         self.display.shutdown()
         self.canvas.shutdown()
         if self._load_thread is not None:
             self._load_thread.wait()
-        self.close_project()
+        self.close_project()  # saves synchronously and releases the write lock
+        self.saver.shutdown()
+        self.file_checker.shutdown()
         self.session.unload()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()

@@ -90,8 +90,17 @@ class EditingMixin:
     def _on_edited(self) -> None:
         if self.current is not None:
             self.file_model.refresh(self.current)
-        self._schedule_save()
+        self._schedule_save(soon=True)  # a finished stroke is on disk within ~0.5 s
         self._update_actions()
+
+    def _enable_editing(self, enabled: bool) -> None:
+        """Painting tools, the paint label and part-table changes (off while the project is read-only)."""
+        for name, action in self.tool_actions.items():
+            action.setEnabled(enabled or name == "pan")
+        if not enabled and self.canvas.tool() != "pan":
+            self.set_tool("pan")
+        self.paint_label.setEnabled(enabled)
+        self.parts_panel.set_read_only(not enabled)
 
     def undo(self) -> None:
         layer = self._current_layer()
@@ -109,14 +118,14 @@ class EditingMixin:
 
     def clear_edits(self) -> None:
         layer = self._current_layer()
-        if layer is not None and layer.has_edits:
+        if self.writable and layer is not None and layer.has_edits:
             layer.clear()
             self._after_history_change(layer)
 
     def toggle_reviewed(self, _checked: bool = False, relpath: str | None = None) -> None:
         """Mark the current image (or ``relpath``) reviewed, or not reviewed when it is."""
         relpath = relpath or self.current
-        if self.project is None or relpath is None:
+        if not self.writable or relpath is None:
             return
         record = self.project.record(relpath)
         try:

@@ -131,13 +131,13 @@ class FirstHourMixin:
         menu = QMenu(self)
         menu.addAction(icon("open_folder"), "Open", lambda: self.show_image(relpath))
         predict = menu.addAction(icon("predict"), "Predict this image", lambda: self._start_prediction([relpath]))
-        predict.setEnabled(self.session.loaded and not self.predicting and not self.loading)
+        predict.setEnabled(self.act_predict_all.isEnabled())  # a model that fits, a writable project, idle
         reviewed = menu.addAction(icon("reviewed"), "Reviewed", lambda: self.toggle_reviewed(relpath=relpath))
         reviewed.setCheckable(True)
         reviewed.setChecked(record.status is ImageStatus.REVIEWED)
-        reviewed.setEnabled(record.status in REVIEWABLE)
+        reviewed.setEnabled(self.writable and record.status in REVIEWABLE)
         clear = menu.addAction("Clear edits (Ctrl+Z brings them back)", lambda: self._clear_edits_of(relpath))
-        clear.setEnabled(record.has_edits)
+        clear.setEnabled(self.writable and record.has_edits)
         menu.addSeparator()
         path = self.project.image_path(relpath)
         menu.addAction("Show in file manager",

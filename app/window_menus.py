@@ -51,7 +51,8 @@ class MenusMixin:
         self.act_predict = a("&Predict image", self.predict_current, "Ctrl+P", "predict", tip="Predict the current image")
         self.act_predict_all = a("Predict &all", lambda: self.predict_all(), "Ctrl+Shift+P", "predict_all",
                                  tip="Predict every image that has no prediction yet, in the background")
-        self.act_repredict_all = a("Re-predict every image", lambda: self.predict_all(only_missing=False), None)
+        self.act_repredict_all = a("Re-predict every image…", self.repredict_all, None,
+                                   tip="Predict images again (asks first; edits and reviewed marks are kept)")
         self.act_cancel = a("&Cancel prediction", self.cancel_prediction, "Esc", "cancel", tip="Stop after this batch")
         self.act_train = a("&Train a model…", self.show_train, None, "train",
                            tip="Train MPAE on this folder or a dataset")

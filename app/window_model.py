@@ -1,4 +1,11 @@
-"""Loading a checkpoint and predicting images in the background (a mixin of ``MainWindow``)."""
+"""Loading a checkpoint and predicting images in the background (a mixin of ``MainWindow``).
+
+A model predicts into a project only when it fits the project's part table: another number of parts is refused in
+one sentence (nothing changes, Predict stays off); a model with the same number of parts that the table was not
+made for is used only after the person chose to keep the names or to start a new table. The project records the
+checkpoint once a fitting model has predicted. Each prediction is stored with the model's fingerprint and the
+image file's stamp as the worker read it.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,11 +14,12 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from mpae_core.annotation import PartTable
+from mpae_core.annotation import FileState, ImageStatus, ModelFit, PartTable
 from mpae_core.errors import MPAEError
 
-from . import dialogs
-from .model_session import LoadRequest
+from . import dialogs, safety_dialogs
+from .model_session import LoadRequest, ModelIdentity
+from .safety_dialogs import ModelChoice, RepredictChoice
 from .workers import ModelLoadWorker, PredictionSummary, PredictionWorker, start_worker
 
 logger = logging.getLogger(__name__)
@@ -46,8 +54,7 @@ class ModelMixin:
         worker.loaded.connect(self._on_model_loaded)
         worker.failed.connect(self._on_model_failed)
         self._load_worker = worker  # PySide deletes an unreferenced QObject, and its run would never start
-        self._load_thread = start_worker(worker, self)
-        self._load_thread.finished.connect(self._on_load_thread_done)
+        self._load_thread = start_worker(worker, self, on_finished=self._on_load_thread_done)
         self._update_actions()
         return True
 
@@ -64,28 +71,115 @@ class ModelMixin:
         self._refresh_device_status()
         self._update_actions()
 
-    def _on_model_loaded(self, predictor, request: LoadRequest) -> None:
-        self.session.attach(predictor, request.checkpoint)
+    def _on_model_loaded(self, predictor, request: LoadRequest, identity: ModelIdentity) -> None:
+        if self._closing:  # the window closed while the model loaded: nobody asked for it any more
+            return
+        self.session.attach(predictor, request.checkpoint, identity)
         self.settings.last_checkpoint = str(request.checkpoint)
         if request.backbone_weights is not None:
             self.settings.backbone_weights = str(request.backbone_weights)
         self._save_settings()
         self._refresh_device_status()
-        parts = self.project.parts if self.project is not None else None
-        if parts is not None and parts.num_parts and parts.num_parts != self.session.num_parts:  # 0: takes them
-            QMessageBox.warning(
-                self, "Checkpoint does not fit this project",
-                f"'{request.checkpoint.name}' has {self.session.num_parts} part slots, but this project's part "
-                f"table has {parts.num_parts}; its predictions cannot be stored here. Load the project's checkpoint "
-                "or open another folder.")
         self.statusBar().showMessage(f"Loaded {request.checkpoint.name} on {predictor.device}", 5000)
+        self._review_model_fit(interactive=True)
         self.modelLoaded.emit(str(request.checkpoint))
         self._update_actions()
         pending, self._after_load = self._after_load, []
-        for callback in pending:
-            callback()
+        if self._model_refusal is None:
+            for callback in pending:
+                callback()
+
+    # ================================================================================================ model fit
+    def _model_fit(self) -> ModelFit | None:
+        """How the loaded model relates to the open project's part table (None: no project or no model)."""
+        identity = self.session.identity
+        if self.project is None or not self.session.loaded or identity is None:
+            return None
+        return self.project.model_fit(self.session.num_parts, identity.fingerprint, identity.lineage)
+
+    def _review_model_fit(self, *, interactive: bool) -> None:
+        """After a model was loaded (``interactive``: it may ask) or a folder opened: refuse a model with another
+        number of parts, ask about one the part table was not made for. Sets ``_model_refusal``."""
+        self._model_refusal = None
+        fit = self._model_fit()
+        if fit is None or self.project.read_only is not None:
+            return
+        if fit is ModelFit.WRONG_SIZE:
+            self._model_refusal = self.project.describe_misfit(self.session.name, self.session.num_parts)
+            logger.warning("%s", self._model_refusal)
+            self._update_actions()
+            if interactive:
+                safety_dialogs.refuse_model(self, self._model_refusal)
+            else:
+                self.statusBar().showMessage(self._model_refusal, 15000)
+        elif fit is ModelFit.UNKNOWN and interactive:
+            self._ask_about_unknown_model()
+
+    def _ask_about_unknown_model(self) -> bool:
+        """Same number of parts, another model: keep the names, start a new part table, or predict nothing."""
+        project, identity, name = self.project, self.session.identity, self.session.name
+        parts = project.parts
+        roots = [parts.display_name(s) for s in range(parts.num_parts) if parts.root(s) == s]
+        names = ", ".join(roots[:4]) + (", …" if len(roots) > 4 else "")
+        choice = safety_dialogs.ask_unknown_model(self, name, parts.num_parts, names)
+        if self.project is not project or self.session.identity is not identity:
+            return False  # the window closed or the model changed while the question was open
+        if choice is ModelChoice.KEEP_NAMES:
+            project.adopt_model(identity.fingerprint)
+            self.statusBar().showMessage(f"'{name}' now predicts with this project's part names.", 8000)
+        elif choice is ModelChoice.NEW_TABLE:
+            project.adopt_model(identity.fingerprint, self._model_part_table(keep_user_labels_of=parts))
+            self._on_parts_changed()
+            self.parts_panel.refresh()
+            self.statusBar().showMessage(f"New part table from '{name}': names and merges replaced, edits kept.", 8000)
+        else:
+            self._model_refusal = (f"'{name}' is not the model this project's part names were made for; load it "
+                                   "again to choose how to use it.")
+            self.statusBar().showMessage(self._model_refusal, 15000)
+        self._schedule_save()
+        self._update_actions()
+        return choice is not ModelChoice.CANCEL
+
+    def _explain_prediction_refusal(self) -> None:
+        """Disabled Predict buttons say why when the loaded model does not fit the project."""
+        for action in (self.act_predict, self.act_predict_all, self.act_repredict_all):
+            default = action.property("default_tip")
+            if default is None:
+                default = action.toolTip()
+                action.setProperty("default_tip", default)
+            action.setToolTip(self._model_refusal or default)
+
+    def _model_part_table(self, keep_user_labels_of: PartTable | None = None) -> PartTable:
+        """The part table the loaded model suggests; the person's own labels (painted values) are carried over."""
+        info = self.session.model.info
+        table = PartTable.from_model_info(info.part_names, info.part_colors)
+        for label in keep_user_labels_of.user_labels if keep_user_labels_of is not None else ():
+            value = table.add_user_label(label.name, label.color)
+            table.set_user_label_as_background(value, label.as_background)
+        return table
+
+    def _settle_model_for_prediction(self) -> bool:
+        """Right before a run: whether the loaded model may predict into the project, adopting it when it fits."""
+        if self._model_refusal is not None:
+            self.statusBar().showMessage(self._model_refusal, 15000)
+            return False
+        fit = self._model_fit()
+        if fit is ModelFit.WRONG_SIZE:  # the project changed since the model was reviewed
+            self._review_model_fit(interactive=True)
+            return False
+        if fit is ModelFit.UNKNOWN:
+            return self._ask_about_unknown_model()
+        if fit is ModelFit.NO_TABLE:
+            self.project.adopt_model(self.session.identity.fingerprint, self._model_part_table())
+            self._on_parts_changed()
+            self.parts_panel.refresh()
+        else:
+            self.project.adopt_model(self.session.identity.fingerprint)  # a refinement joins the family
+        return True
 
     def _on_model_failed(self, kind: str, message: str, request: LoadRequest) -> None:
+        if self._closing:  # no dialog after the window closed
+            return
         self._refresh_device_status()
         if kind == "backbone":
             chosen = dialogs.ask_backbone_weights(self, message)
@@ -116,29 +210,54 @@ class ModelMixin:
             self._start_prediction([self.current])
 
     def predict_all(self, only_missing: bool = True) -> None:
-        """Predict in the background every image without a prediction (or every image)."""
+        """Predict in the background every image without a prediction (``only_missing=False``: every image,
+        after asking, see :meth:`repredict_all`)."""
         if self.project is None:
             return
-        records = list(self.project.records())
-        wanted = [r.relpath for r in records if not only_missing or not r.has_prediction]
+        if not only_missing:
+            self.repredict_all()
+            return
+        wanted = [r.relpath for r in self.project.records() if not r.has_prediction]
         if not wanted:
             self.statusBar().showMessage("Every image already has a prediction (Model ▸ Re-predict every image "
                                          "to redo them).", 8000)
             return
         self._start_prediction(wanted)
 
-    def _start_prediction(self, relpaths: list[str]) -> None:
+    def repredict_all(self) -> None:
+        """Predict images again after asking: only the untouched ones, or all; edits and reviewed marks are kept."""
+        if self.project is None or not self._can_start_prediction():
+            return
+        records = list(self.project.records())
+        edited = sum(r.has_edits for r in records)
+        reviewed = sum(r.status is ImageStatus.REVIEWED for r in records)
+        untouched = [r.relpath for r in records if not r.has_work]
+        project = self.project
+        choice = safety_dialogs.ask_repredict(self, len(records), edited, reviewed, len(untouched))
+        if self.project is not project or choice is RepredictChoice.CANCEL:
+            return
+        wanted = untouched if choice is RepredictChoice.UNTOUCHED else [r.relpath for r in records]
+        if wanted:
+            self._start_prediction(wanted)
+        else:
+            self.statusBar().showMessage("Every image has edits or a reviewed mark; nothing was re-predicted.", 8000)
+
+    def _can_start_prediction(self) -> bool:
         if self.project is None or not self.session.loaded:
             QMessageBox.information(self, "No model", "Load a checkpoint first (Model ▸ Load checkpoint).")
-            return
+            return False
         if self._predict_thread is not None:
             self.statusBar().showMessage("A prediction run is already going.", 5000)
+            return False
+        if self.project.read_only is not None:
+            self.statusBar().showMessage(f"This project is read-only here: {self.project.read_only}.", 10000)
+            return False
+        return True
+
+    def _start_prediction(self, relpaths: list[str]) -> None:
+        if not self._can_start_prediction() or not self._settle_model_for_prediction():
             return
-        if self.project.parts is None or not self.project.parts.num_parts:  # none yet, or imported labels only
-            info = self.session.model.info
-            self.project.adopt_model("", PartTable.from_model_info(info.part_names, info.part_colors))
-            self._on_parts_changed()
-        self.project.set_checkpoint(self.session.checkpoint)
+        self._run_fingerprint = self.session.identity.fingerprint
         items = [(r, self.project.image_path(r)) for r in relpaths]
         worker = PredictionWorker(self.session.predictor, items, batch_size=self.settings.batch_size)
         worker.predicted.connect(self._on_predicted)
@@ -151,8 +270,7 @@ class ModelMixin:
         self.rate_label.setText("starting…")
         for widget in (self.progress, self.rate_label, self.cancel_button):
             widget.show()
-        self._predict_thread = start_worker(worker, self)
-        self._predict_thread.finished.connect(self._on_predict_thread_done)
+        self._predict_thread = start_worker(worker, self, on_finished=self._on_predict_thread_done)
         self._update_actions()
 
     def cancel_prediction(self, wait: bool = False) -> None:
@@ -164,14 +282,18 @@ class ModelMixin:
             self._predict_thread.wait()
             QApplication.processEvents()
 
-    def _on_predicted(self, relpath: str, prediction) -> None:
+    def _on_predicted(self, relpath: str, prediction, stamp=None) -> None:
         if self.project is None:
             return
+        before = self.project.record(relpath) if relpath in self.project else None
         try:
-            self.project.set_prediction(relpath, prediction)
+            self.project.set_prediction(relpath, prediction, model=self._run_fingerprint, stamp=stamp)
         except MPAEError as exc:
             self._on_image_failed(relpath, str(exc))
             return
+        self.project.set_checkpoint(self.session.checkpoint)  # recorded once a fitting model has predicted
+        if before is not None and (before.error or before.file_state is not FileState.UNCHANGED):
+            self._remove_problem(relpath)
         self.file_model.refresh(relpath)
         if not self._counts_timer.isActive():  # counts are O(images): at most once a second during a run
             self._counts_timer.start()
@@ -200,7 +322,7 @@ class ModelMixin:
         failed = f", {summary.failed} failed (see Problems)" if summary.failed else ""
         self.statusBar().showMessage(f"{what}: {summary.done} of {summary.total} images predicted{failed} in "
                                      f"{summary.seconds:.1f} s", 10000)
-        self.save_project()
+        self.saver.save_in_background()
         self._refresh_counts()
         self.predictionFinished.emit(summary)
 

@@ -13,22 +13,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from mpae_core.annotation.records import FileState, FileStamp, compare_file, file_stamp
 from mpae_core.errors import MPAEError
 from mpae_core.images import load_image
 from mpae_core.inference import Predictor
 
 from .dialogs import missing_weights_sentence
-from .model_session import LoadRequest, ModelSession
+from .model_session import LoadRequest, ModelIdentity, ModelSession
 
 logger = logging.getLogger(__name__)
 
 
-def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
-    """Run ``worker.run`` in a new QThread that quits and cleans up when the worker emits ``done``."""
+def start_worker(worker: QObject, parent: QObject | None = None,
+                 on_finished: Callable[[], None] | None = None) -> QThread:
+    """Run ``worker.run`` in a new QThread that quits and cleans up when the worker emits ``done``; ``on_finished``
+    is connected before the thread starts (a worker that fails at once could otherwise finish unnoticed)."""
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
@@ -36,14 +39,17 @@ def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
     worker.done.connect(thread.quit, Qt.DirectConnection)
     thread.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
+    if on_finished is not None:
+        thread.finished.connect(on_finished)
     thread.start()
     return thread
 
 
 class ModelLoadWorker(QObject):
-    """Builds a Predictor from a checkpoint; a missing backbone is reported apart so the app can ask for a file."""
+    """Builds a Predictor from a checkpoint and hashes its identity (which part table it fits); a missing backbone
+    is reported apart so the app can ask for a file."""
 
-    loaded = Signal(object, object)  # Predictor, LoadRequest
+    loaded = Signal(object, object, object)  # Predictor, LoadRequest, ModelIdentity
     failed = Signal(str, str, object)  # error kind ("backbone" | "checkpoint" | "other"), message, request
     done = Signal()
 
@@ -57,6 +63,7 @@ class ModelLoadWorker(QObject):
 
         try:
             predictor = ModelSession.build(self.request)
+            identity = ModelIdentity.of(predictor.model)
         except BackboneWeightsError as exc:  # worded for the app: its dialog, not command-line options
             message = missing_weights_sentence(exc.missing) if exc.missing is not None else str(exc)
             self.failed.emit("backbone", message, self.request)
@@ -68,7 +75,7 @@ class ModelLoadWorker(QObject):
             logger.exception("Loading %s failed", self.request.checkpoint)
             self.failed.emit("other", f"Loading '{self.request.checkpoint}' failed: {exc}", self.request)
         else:
-            self.loaded.emit(predictor, self.request)
+            self.loaded.emit(predictor, self.request, identity)
         finally:
             self.done.emit()
 
@@ -83,9 +90,12 @@ class PredictionSummary:
 
 
 class PredictionWorker(QObject):
-    """Predicts ``items`` (relpath, file) in batches; decoding of the next batch overlaps the model."""
+    """Predicts ``items`` (relpath, file) in batches; decoding of the next batch overlaps the model.
 
-    predicted = Signal(str, object)  # relpath, PartPrediction
+    Each file's stamp (size, mtime) is read before it is decoded and travels with its prediction, so a photo
+    replaced during the run is flagged as changed instead of being stamped as the file the mask came from."""
+
+    predicted = Signal(str, object, object)  # relpath, PartPrediction, FileStamp | None
     imageFailed = Signal(str, str)  # relpath, one-sentence reason
     progress = Signal(int, int, float, float)  # done (incl. failed), total, images/s, seconds left (-1 unknown)
     finished = Signal(object)  # PredictionSummary
@@ -107,15 +117,16 @@ class PredictionWorker(QObject):
         return self._cancel.is_set()
 
     @staticmethod
-    def _decode(batch: Sequence[tuple[str, Path]]) -> list[tuple[str, object]]:
-        decoded = []
+    def _decode(batch: Sequence[tuple[str, Path]]) -> list[tuple[str, object, FileStamp | None]]:
+        decoded: list[tuple[str, object, FileStamp | None]] = []
         for relpath, path in batch:
+            stamp = file_stamp(path)
             try:
-                decoded.append((relpath, load_image(path)))
+                decoded.append((relpath, load_image(path), stamp))
             except MPAEError as exc:
-                decoded.append((relpath, exc))
+                decoded.append((relpath, exc, stamp))
             except Exception as exc:  # an unexpected decoder failure is still one image's problem
-                decoded.append((relpath, MPAEError(f"Cannot read '{path}': {exc}.")))
+                decoded.append((relpath, MPAEError(f"Cannot read '{path}': {exc}."), stamp))
         return decoded
 
     @Slot()
@@ -145,24 +156,56 @@ class PredictionWorker(QObject):
             self.finished.emit(summary)
             self.done.emit()
 
-    def _predict(self, decoded: list[tuple[str, object]], summary: PredictionSummary) -> None:
-        good = [(relpath, image) for relpath, image in decoded if not isinstance(image, Exception)]
-        for relpath, error in decoded:
+    def _predict(self, decoded: list[tuple[str, object, FileStamp | None]], summary: PredictionSummary) -> None:
+        good = [(relpath, image, stamp) for relpath, image, stamp in decoded if not isinstance(image, Exception)]
+        for relpath, error, _stamp in decoded:
             if isinstance(error, Exception):
                 summary.failed += 1
                 self.imageFailed.emit(relpath, str(error))
         if not good:
             return
         try:
-            predictions = self.predictor.predict([image for _, image in good], batch_size=len(good))
+            predictions = self.predictor.predict([image for _, image, _ in good], batch_size=len(good))
         except RuntimeError as exc:  # e.g. CUDA out of memory: these images fail, the run goes on
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "out of memory" in message.lower():
                 message = f"Out of memory on {self.predictor.device} ({message}); lower the batch size in Settings."
-            for relpath, _ in good:
+            for relpath, _, _ in good:
                 summary.failed += 1
                 self.imageFailed.emit(relpath, message)
             return
-        for (relpath, _), prediction in zip(good, predictions):
+        for (relpath, _, stamp), prediction in zip(good, predictions):
             summary.done += 1
-            self.predicted.emit(relpath, prediction)
+            self.predicted.emit(relpath, prediction, stamp)
+
+
+class FileChecker(QObject):
+    """Compares many image files with their records (one stat each) on a background thread.
+
+    It gets copies of the records and reports the images whose state differs from the recorded one; the window then
+    calls ``project.check_files`` for those few on its own thread, which stats them again and records the result."""
+
+    checked = Signal(object, object)  # the project checked, list[str] of relpaths whose FileState differs
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpae-file-check")
+
+    def check(self, project) -> None:
+        """Queue a check of every annotated image of ``project`` (the project itself is not touched there)."""
+        records = [r for r in project.records() if r.has_prediction or r.has_edits]
+        self._executor.submit(self._compare, project, Path(project.images_folder), records)
+
+    def _compare(self, project, folder: Path, records: list) -> None:
+        differing: list[str] = []
+        try:
+            for record in records:
+                state: FileState = compare_file(folder / record.relpath, record)
+                if state is not record.file_state:
+                    differing.append(record.relpath)
+        finally:
+            self.checked.emit(project, differing)
+
+    def shutdown(self) -> None:
+        """Wait for a check under way (stats only) and stop the thread."""
+        self._executor.shutdown(wait=True)

@@ -260,3 +260,37 @@ def test_part_counts_and_present_labels_include_hand_edits(folder):
     assert project.part_image_counts()[slot] == before[slot] + 2
     project.save()
     assert AnnotationProject.open(folder, write=False).record("c.png").user_present == (value,)
+
+
+def test_an_older_write_of_an_edit_layer_never_lands_after_a_newer_one(folder):
+    """The background saver may still be writing an older version of a layer when the layer leaves the cache and
+    is written on the GUI thread; whichever finishes last, the newer edits stay on disk."""
+    project = predicted(folder)
+    project.edit_cache_size = 1
+    layer = project.edits("a.jpg")
+    layer.brush(5, 5, 2, 1)
+    older = project.save_jobs()  # handed to the saver thread, which has not run them yet
+    layer.brush(20, 20, 2, 2)
+    project.edits("b.png")  # a.jpg leaves the cache: its newest version is written at once
+    newest = layer.data.copy()
+    for job in older:  # the saver finishes late
+        job()
+    project._lock.release()
+    np.testing.assert_array_equal(AnnotationProject.open(folder, write=False).edits("a.jpg").data, newest)
+
+
+def test_a_save_makes_index_entries_only_for_the_images_that_changed(folder, monkeypatch):
+    from mpae_core.annotation import records
+
+    project = predicted(folder)
+    project.save()
+    made = []
+    original = records.ImageRecord.to_dict
+    monkeypatch.setattr(records.ImageRecord, "to_dict", lambda self: made.append(self.relpath) or original(self))
+    project.mark_reviewed("b.png")
+    project.set_error("c.png", "read error")
+    project.save()
+    assert sorted(made) == ["b.png", "c.png"]
+    monkeypatch.undo()
+    reopened = AnnotationProject.open(folder, write=False)
+    assert reopened.record("b.png").status is ImageStatus.REVIEWED and reopened.record("c.png").error == "read error"

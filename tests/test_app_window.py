@@ -297,3 +297,23 @@ def test_switching_models_releases_the_old_one(qtbot, window, checkpoint):
     assert first() is None and window.session.model is not None
     window.session.unload()
     assert not window.session.loaded and window.session.describe() == "No model loaded"
+
+
+def test_closing_while_a_model_loads_asks_nothing_afterwards(qtbot, tmp_path, monkeypatch):
+    """A load that fails (or finishes) after the window closed must not open a dialog over nothing, nor crash."""
+    from app import window as window_module
+    from app.settings import AppSettings
+    from app.window import MainWindow
+
+    no_backbone = save_checkpoint(tiny_model(), tmp_path / "nobackbone.safetensors", embed_backbone=False)
+    monkeypatch.delenv("MPAE_BACKBONE_WEIGHTS", raising=False)
+    asked = []
+    monkeypatch.setattr(window_module.dialogs, "ask_backbone_weights", lambda parent, msg: asked.append(msg))
+    for _ in range(3):
+        win = MainWindow(AppSettings(batch_size=2), save_settings=False)
+        win.show()
+        assert win.load_checkpoint(no_backbone)
+        win.close()  # waits for the loader; its answer is still queued
+        qtbot.wait(200)
+        assert asked == [] and not win.session.loaded
+        win.deleteLater()

@@ -115,11 +115,13 @@ def test_batch_output_opens_in_the_window_edits_and_exports_without_predicting(q
     assert window.settings.recent_folders[0] == str(out.resolve())  # Recent reopens the run, not IMAGES
     for relpath in GOOD:  # what the canvas shows is the batch's mask
         window.show_image(relpath)
+        assert window.wait_for_display()
         np.testing.assert_array_equal(project.parts.to_export(window.canvas.labels()), masks[relpath])
 
     # correct one image with the brush on the canvas
     edited = "p0.jpg"
     window.show_image(edited)
+    assert window.wait_for_display()
     window.set_tool("brush")
     window.brush_size.setValue(8)
     window.paint_label.setCurrentIndex(window.paint_label.findText("part_02"))

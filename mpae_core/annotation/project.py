@@ -24,9 +24,11 @@ thread hand the slow writing to another one.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
 from enum import Enum
 from pathlib import Path
@@ -42,11 +44,11 @@ from .edits import EditLayer
 from .lock import ProjectLock
 from .parts import PartTable
 from .project_edits import ProjectEditsMixin, SaveJob
-from .project_recovery import ProjectRecoveryMixin, read_prediction_file
+from .project_recovery import ProjectRecoveryMixin, read_prediction_file, write_prediction_file
 from .project_format import (INDEX_NAME, MIGRATIONS, PROJECT_DIRNAME, PROJECT_FORMAT, PROJECT_VERSION,
                              find_project_dir, upgrade)
 from .records import EXPORTABLE, FileStamp, FileState, ImageRecord, ImageStatus, file_stamp, normalize_relpath
-from .storage import atomic_write_json, write_npz
+from .storage import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,10 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         self._dirty = True
         self._saved_parts: dict[str, Any] | None = None
         self._present_stale: set[str] = set()  # edited images whose present parts are to be found again
+        self._record_dicts: dict[str, dict[str, Any]] = {}  # relpath → its index entry as last written (see _touch)
+        self._write_lock = threading.Lock()  # orders the writes of one file made on two threads (see _commit)
+        self._write_seq = itertools.count()
+        self._written_seq: dict[Path, int] = {}
         self._lock = ProjectLock(self.project_dir)
         #: Why this project cannot be written (another process holds it), or None when it can.
         self.read_only: str | None = None
@@ -222,10 +228,10 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
             "recursive": self.recursive,
             "model_family": list(self.model_family),
             "parts": parts,
-            "images": [r.to_dict() for r in self._records.values()],
+            "images": [self._record_dict(r) for r in self._records.values()],
         }
-        path = self.index_path
-        jobs.append(lambda: atomic_write_json(path, index))
+        path, seq = self.index_path, next(self._write_seq)
+        jobs.append(lambda: atomic_write_json(path, index, commit=lambda tmp: self._commit(path, seq, tmp)))
         self._dirty = False
         self._saved_parts = parts
         return jobs
@@ -329,7 +335,7 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
                 raise MPAEError(f"'{relpath}' is now {size[1]}×{size[0]} but its edits are {record.size[1]}×"
                                 f"{record.size[0]}; the file was replaced: clear its edits first.")
             record.size = (int(size[0]), int(size[1]))
-            self._dirty = True
+            self._touch(record)
         return dataclasses.replace(record)
 
     def relpaths(self) -> list[str]:
@@ -415,21 +421,31 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
             raise MPAEError(f"'{relpath}' is now {size[1]}×{size[0]} but its edits are {record.size[1]}×"
                             f"{record.size[0]}; clear its edits before predicting it again.")
         logits16 = prediction.logits.detach().cpu().to(torch.float16)
-        write_npz(self._prediction_file(relpath), logits=logits16.numpy(), image_size=np.asarray(size, np.int64),
-                  presence=np.asarray(prediction.presence, bool),
-                  area=np.asarray(prediction.area, np.float32),
-                  part_confidence=np.asarray(prediction.part_confidence, np.float32),
-                  confidence=np.asarray(prediction.confidence, np.float64))
         stored = dataclasses.replace(prediction, logits=logits16.float(), image_size=size)
+        write_prediction_file(self._prediction_file(relpath), stored, torch.float16)
+        self.record_prediction(relpath, size=size, confidence=float(prediction.confidence),
+                               present=np.flatnonzero(np.asarray(prediction.presence, bool)), model=model,
+                               stamp=stamp if stamp is not None else file_stamp(self.images_folder / relpath))
         self._cache_prediction(relpath, stored)
-        record.size, record.confidence, record.error = size, float(prediction.confidence), None
+
+    def record_prediction(self, relpath: str | os.PathLike, *, size: tuple[int, int], confidence: float,
+                          present: Iterable[int], model: str | None, stamp: FileStamp | None) -> None:
+        """The index half of :meth:`set_prediction`, for a prediction file another process already wrote (a batch
+        run's encoders, :func:`write_prediction_file`); edits and the review mark are kept."""
+        self._check_writable()
+        relpath = normalize_relpath(relpath)
+        record = self._records.setdefault(relpath, ImageRecord(relpath))
+        # rounded once here, not at every save: index entries are kept as they were last written (see _touch)
+        record.size, record.confidence, record.error = (int(size[0]), int(size[1])), round(float(confidence), 6), None
         record.has_prediction = True
-        record.present = tuple(int(slot) for slot in np.flatnonzero(np.asarray(prediction.presence, bool)))
+        record.present = tuple(int(slot) for slot in present)
         record.model = model
-        record.stamp = stamp if stamp is not None else file_stamp(self.images_folder / relpath)
+        record.stamp = None if stamp is None else (int(stamp[0]), int(stamp[1]))
         record.file_state = FileState.UNCHANGED
-        self._records[relpath] = record
-        self._dirty = True
+        self._prediction_cache.pop(relpath, None)  # an older prediction of it may be cached
+        if record.has_edits:
+            self._present_stale.add(relpath)
+        self._touch(record)
 
     def prediction(self, relpath: str | os.PathLike) -> PartPrediction | None:
         """The stored prediction (float16-rounded logits as float32), or None when the image has none."""
@@ -453,7 +469,7 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         relpath = normalize_relpath(relpath)
         record = self._records.setdefault(relpath, ImageRecord(relpath))
         record.error = str(message)
-        self._dirty = True
+        self._touch(record)
 
     def mark_reviewed(self, relpath: str | os.PathLike, reviewed: bool = True) -> None:
         """A person checked this image; editing it again makes it 'edited'."""
@@ -461,7 +477,7 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         if reviewed and not (record.has_prediction or record.has_edits):
             raise ValueError(f"'{record.relpath}' has no prediction or edits to review yet.")
         record.reviewed = bool(reviewed)
-        self._dirty = True
+        self._touch(record)
 
     # ----- internals --------------------------------------------------------------------------------------------
     def _record(self, relpath: str | os.PathLike) -> ImageRecord:
@@ -470,6 +486,33 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
             return self._records[key]
         except KeyError:
             raise KeyError(f"'{key}' is not an image of the project '{self.project_dir}'.") from None
+
+    def _touch(self, record: ImageRecord) -> None:
+        """Note that a record changed: its index entry is made again at the next save. The others keep theirs, so
+        a save of 10,000 images costs the GUI thread a list of cached entries, not 10,000 new ones."""
+        self._record_dicts.pop(record.relpath, None)
+        self._dirty = True
+
+    def _record_dict(self, record: ImageRecord) -> dict[str, Any]:
+        entry = self._record_dicts.get(record.relpath)
+        if entry is None:
+            entry = self._record_dicts[record.relpath] = record.to_dict()  # never changed later: a job may hold it
+        return entry
+
+    def _commit(self, path: Path, seq: int, tmp: str | None) -> None:
+        """Move a written temporary file into place (or, with ``tmp`` None, remove the file) unless a newer write of
+        the same file landed first: the background saver and the GUI thread (an edit layer leaving the cache, a save
+        on closing) may write one file at once, and an older version must never land last."""
+        with self._write_lock:
+            if self._written_seq.get(path, -1) > seq:
+                if tmp is not None:
+                    os.unlink(tmp)
+                return
+            if tmp is None:
+                path.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
+            self._written_seq[path] = seq
 
     def _take_slots(self, model_table: PartTable) -> None:
         """Give a table without slots the model's slots; cached edit layers then accept the new slot values."""

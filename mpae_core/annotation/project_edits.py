@@ -155,6 +155,7 @@ class ProjectEditsMixin:
         record = self._records[relpath]
         record.has_edits = layer.has_edits
         record.reviewed = False  # a person changed it again: it needs a new look
+        self._touch(record)
         self._present_stale.add(relpath)
         self._dirty = True
 
@@ -178,6 +179,7 @@ class ProjectEditsMixin:
             num_parts = 0 if self._parts is None else self._parts.num_parts
             record.present = tuple(int(v) - 1 for v in values if 1 <= v <= num_parts)
             record.user_present = tuple(int(v) for v in values if USER_LABEL_BASE <= v < IGNORE_LABEL)
+            self._touch(record)
 
     def _layer_job(self, relpath: str, layer: EditLayer) -> SaveJob | None:
         """A function that writes the layer as it is now (or removes its file), or None when it is saved."""
@@ -185,10 +187,11 @@ class ProjectEditsMixin:
             return None
         self._saved_versions[id(layer)] = layer.version
         path = self._edit_file(relpath)
+        seq = next(self._write_seq)  # a later job of this file wins, whichever thread finishes first
         if layer.has_edits:
             data = layer.data.copy()
-            return lambda: write_uint16_png(path, data)
-        return lambda: path.unlink(missing_ok=True)
+            return lambda: write_uint16_png(path, data, commit=lambda tmp: self._commit(path, seq, tmp))
+        return lambda: self._commit(path, seq, None)
 
 
 def _layer_from_file(relpath: str, size: tuple[int, int] | None, path: Path, num_parts: int | None, *,

@@ -35,10 +35,16 @@ def _process_umask() -> int:
 NEW_FILE_MODE = 0o666 & ~_process_umask()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, fsync: bool = False) -> Path:
+Commit = Callable[[str], None]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, fsync: bool = False,
+                 commit: Commit | None = None) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then move it over ``path`` in one step.
 
-    The file gets the permissions a plain ``open()`` would give (or keeps those of the file it replaces)."""
+    The file gets the permissions a plain ``open()`` would give (or keeps those of the file it replaces).
+    ``commit(tmp)``, when given, moves the temporary file into place instead of ``os.replace`` (it may also drop it,
+    e.g. when a newer version of the file was written meanwhile)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -53,24 +59,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if commit is None:
+            os.replace(tmp, path)
+        else:
+            commit(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
-    return atomic_write(path, lambda f: f.write(data), fsync=fsync)
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False,
+                       commit: Commit | None = None) -> Path:
+    return atomic_write(path, lambda f: f.write(data), fsync=fsync, commit=commit)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, *, fsync: bool = True, indent: int | None = 1) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, fsync: bool = True, indent: int | None = 1,
+                      commit: Commit | None = None) -> Path:
     """JSON (UTF-8, non-ASCII kept readable) written atomically; the project index is fsynced by default."""
     data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")
-    return atomic_write_bytes(path, data, fsync=fsync)
+    return atomic_write_bytes(path, data, fsync=fsync, commit=commit)
 
 
-def write_png(path: str | os.PathLike, image: Image.Image, *, compress_level: int = 1) -> Path:
+def write_png(path: str | os.PathLike, image: Image.Image, *, compress_level: int = 1,
+              commit: Commit | None = None) -> Path:
     """PNG written atomically; level 1 because label masks compress well even at the fastest level.
 
     8-bit maps use zlib's run-length strategy: on a 640x480 part mask it is ~20 % faster than the default and the
@@ -78,14 +90,14 @@ def write_png(path: str | os.PathLike, image: Image.Image, *, compress_level: in
     2-byte repeats of 16-bit layers."""
     strategy = zlib.Z_RLE if image.mode in ("P", "L") else zlib.Z_DEFAULT_STRATEGY
     return atomic_write(path, lambda f: image.save(f, format="PNG", compress_level=compress_level,
-                                                   compress_type=strategy))
+                                                   compress_type=strategy), commit=commit)
 
 
-def write_uint16_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+def write_uint16_png(path: str | os.PathLike, array: np.ndarray, *, commit: Commit | None = None) -> Path:
     """A [H, W] uint16 array as a 16-bit grayscale PNG (the edit layer on disk)."""
     if array.dtype != np.uint16 or array.ndim != 2:
         raise ValueError(f"Expected a 2-D uint16 array for '{path}', got {array.dtype} {array.shape}.")
-    return write_png(path, Image.fromarray(array))
+    return write_png(path, Image.fromarray(array), commit=commit)
 
 
 def read_uint16_png(path: str | os.PathLike) -> np.ndarray:

@@ -39,8 +39,9 @@ from ..annotation.lock import ProjectLock
 from ..annotation.parts import PartTable
 from ..annotation.project import AnnotationProject, ModelFit
 from ..annotation.project_format import INDEX_NAME, PROJECT_DIRNAME
+from ..annotation.project_recovery import write_prediction_file
 from ..annotation.records import FileState, ImageRecord, compare_file, normalize_relpath
-from ..annotation.storage import atomic_write_json, write_npz
+from ..annotation.storage import atomic_write_json
 from ..checkpoint import model_fingerprint, model_lineage
 from ..errors import MPAEError
 from ..inference import PartPrediction
@@ -68,41 +69,20 @@ class PredictionFiles:
         """Write one image's prediction file; returns what its index record needs (JSON-ready)."""
         prediction = PartPrediction.from_logits(torch.from_numpy(np.asarray(logits, np.float32)), size,
                                                 self.summary_size)
-        write_prediction_file(self.project_dir / "predictions" / f"{normalize_relpath(relpath)}.npz", prediction)
+        write_prediction_file(self.project_dir / "predictions" / f"{normalize_relpath(relpath)}.npz", prediction,
+                              torch.float32)
         return {"size": [int(size[0]), int(size[1])], "confidence": prediction.confidence,
                 "present": [int(s) for s in np.flatnonzero(prediction.presence)],
                 "stamp": None if stamp is None else [int(stamp[0]), int(stamp[1])]}
 
 
-def write_prediction_file(path: Path, prediction: PartPrediction) -> None:
-    """A prediction in the project's file layout (what ``set_prediction`` writes and ``read_prediction_file``
-    reads), with float32 logits (see the module docstring), uncompressed: zlib saves under 10 % of the size of
-    float32 logits and costs a fifth of the time of writing the file."""
-    write_npz(path, compressed=False, logits=prediction.logits.numpy().astype(np.float32, copy=False),
-              image_size=np.asarray(prediction.image_size, np.int64),
-              presence=np.asarray(prediction.presence, bool), area=np.asarray(prediction.area, np.float32),
-              part_confidence=np.asarray(prediction.part_confidence, np.float32),
-              confidence=np.asarray(prediction.confidence, np.float64))
-
-
 def record_written_prediction(project: AnnotationProject, relpath: str, stored: dict[str, Any],
                               model: str) -> None:
-    """The index half of ``AnnotationProject.set_prediction``, for a prediction file an encoder already wrote.
-
-    It reaches into the project's records because the project has no public method for it yet; the lead is to
-    move it there (``record_prediction``). Only called for images without a person's work."""
-    relpath = normalize_relpath(relpath)
-    record = project._records.get(relpath) or ImageRecord(relpath)  # noqa: SLF001 - see the docstring
-    record.size = (int(stored["size"][0]), int(stored["size"][1]))
-    record.confidence, record.error = float(stored["confidence"]), None
-    record.has_prediction = True
-    record.present = tuple(int(s) for s in stored["present"])
-    record.model = model
-    record.stamp = None if stored["stamp"] is None else (int(stored["stamp"][0]), int(stored["stamp"][1]))
-    record.file_state = FileState.UNCHANGED
-    project._records[relpath] = record  # noqa: SLF001
-    project._prediction_cache.pop(relpath, None)  # noqa: SLF001 - an older prediction of it may be cached
-    project._dirty = True  # noqa: SLF001
+    """Record in the index a prediction file an encoder already wrote (only for images without a person's work)."""
+    stamp = stored["stamp"]
+    project.record_prediction(relpath, size=(int(stored["size"][0]), int(stored["size"][1])),
+                              confidence=float(stored["confidence"]), present=stored["present"], model=model,
+                              stamp=None if stamp is None else (int(stamp[0]), int(stamp[1])))
 
 
 # ----- main process: the project of one run --------------------------------------------------------------------------
