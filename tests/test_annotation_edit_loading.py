@@ -63,3 +63,44 @@ def test_fill_region_applies_a_region_flooded_elsewhere_as_one_step():
     assert layer.fill_region(box, inside, 1) == 24
     assert (layer.data[:, 4:] == 1).all() and (layer.data[:, :4] == UNSET).all()
     assert layer.undo() and not layer.has_edits
+
+
+def test_a_layer_whose_write_is_still_on_its_way_is_never_read_back_stale(tmp_path):
+    """The background saver holds a layer's new pixels while the layer leaves the cache (the person browses on);
+    opening the image again must give those pixels, not the file as it was before the write lands."""
+    project = make_predicted_project(tmp_path / "images", num_images=3)
+    project.close()
+    project = AnnotationProject.open(tmp_path / "images", edit_cache_size=1)
+    first, second, third = project.relpaths()
+    project.edits(first).brush(40, 30, 6, 3)
+    jobs = project.save_jobs()  # handed to the saver thread, not run yet
+    project.edits(second)  # browsing on: the first layer leaves the cache
+    assert project.edits_loader(first) is None  # nothing to read: the layer itself is still at hand
+    layer = project.edits(first)
+    assert layer.data[30, 40] == 3 and project.label_map(first)[30, 40] == 3
+    project.edits(third)  # it leaves again, its write still not landed
+    assert project.label_map(first)[30, 40] == 3 and 2 in project.record(first).present
+    for job in jobs:
+        job()
+    project.edits(second)
+    load = project.edits_loader(first)  # written now: read from disk (off the GUI thread in the app)
+    assert load is not None and load().data[30, 40] == 3
+    project.close()
+    again = AnnotationProject.open(tmp_path / "images")
+    assert again.edits(first).data[30, 40] == 3
+    again.close()
+
+
+def test_a_failed_write_of_a_layer_that_left_the_cache_is_written_again(tmp_path, monkeypatch):
+    project = make_predicted_project(tmp_path / "images", num_images=3)
+    project.close()
+    project = AnnotationProject.open(tmp_path / "images", edit_cache_size=1)
+    first, second, _ = project.relpaths()
+    project.edits(first).brush(40, 30, 6, 3)
+    jobs = project.save_jobs()
+    project.edits(second)  # the first layer leaves the cache while its write is queued
+    project.mark_unsaved()  # ... and that write failed (a full disk)
+    del jobs
+    project.save()
+    assert AnnotationProject.open(tmp_path / "images", write=False).edits(first).data[30, 40] == 3
+    project.close()

@@ -44,6 +44,10 @@ class ProjectEditsMixin:
         if layer is not None:
             self._edit_cache.move_to_end(record.relpath)
             return layer
+        layer = self._leaving.pop(record.relpath, None)
+        if layer is not None:  # back before its file was written: the layer itself is the newest state
+            self._cache_layer(record.relpath, layer)
+            return layer
         return self._adopt_layer(record.relpath, self._load_layer(record))
 
     def edits_loader(self, relpath: str | os.PathLike) -> Callable[[], EditLayer] | None:
@@ -51,7 +55,7 @@ class ProjectEditsMixin:
         layer is cached, or nothing is stored). The function touches no project state, so any thread may run it
         (a 12 MP layer takes ~0.1 s to decode); hand its layer to :meth:`install_edit_layer` on this thread."""
         record = self._record(relpath)
-        if record.relpath in self._edit_cache or not record.has_edits:
+        if self._known_layer(record.relpath) is not None or not record.has_edits:
             return None
         size, path = record.size, self._edit_file(record.relpath)
         num_parts = None if self._parts is None else self._parts.num_parts
@@ -61,10 +65,8 @@ class ProjectEditsMixin:
         """The image's edit layer from now on: ``layer`` (read by :meth:`edits_loader`'s function), unless
         :meth:`edits` cached one meanwhile, which is then newer and is returned instead."""
         record = self._record(relpath)
-        cached = self._edit_cache.get(record.relpath)
-        if cached is not None:
-            self._edit_cache.move_to_end(record.relpath)
-            return cached
+        if self._known_layer(record.relpath) is not None:
+            return self.edits(record.relpath)
         if layer.size != record.size:
             raise MPAEError(f"The edit layer read for '{record.relpath}' no longer fits it (its size changed "
                             "meanwhile); show the image again.")
@@ -75,7 +77,7 @@ class ProjectEditsMixin:
     def clear_edits(self, relpath: str | os.PathLike) -> None:
         """Drop every edit of the image (undoable on its layer until saved)."""
         record = self._record(relpath)
-        if record.has_edits or record.relpath in self._edit_cache:
+        if record.has_edits or self._known_layer(record.relpath) is not None:
             self.edits(record.relpath).clear()
 
     def label_map(self, relpath: str | os.PathLike) -> np.ndarray:
@@ -83,13 +85,13 @@ class ProjectEditsMixin:
         (background under the edits of an image that was never predicted)."""
         record = self._record(relpath)
         prediction = self.prediction(record.relpath)
+        layer = self._known_layer(record.relpath)
         if prediction is not None:
             base = prediction.label_map()
-        elif (record.has_edits or record.relpath in self._edit_cache) and record.size is not None:
+        elif (record.has_edits or layer is not None) and record.size is not None:
             base = np.zeros(record.size, dtype=np.uint8)
         else:
             raise MPAEError(f"'{record.relpath}' has no prediction or edits yet; predict or paint it first.")
-        layer = self._edit_cache.get(record.relpath)
         if layer is None and record.has_edits:
             layer = self._load_layer(record)  # read for this call only, not cached: exports walk every image
         return base.astype(np.uint16) if layer is None else layer.composed(base)
@@ -114,11 +116,21 @@ class ProjectEditsMixin:
 
     def _check_user_label_unused(self, value: int) -> None:
         for record in self._records.values():
-            if record.has_edits or record.relpath in self._edit_cache:
-                layer = self._edit_cache.get(record.relpath) or self._load_layer(record)
+            layer = self._known_layer(record.relpath)
+            if layer is not None or record.has_edits:
+                layer = layer if layer is not None else self._load_layer(record)
                 if np.any(layer.data == value):
                     raise ValueError(f"'{self._parts.value_name(value)}' is painted on '{record.relpath}'; "  # type: ignore[union-attr]
                                      "paint over it first, or keep the label.")
+
+    def _known_layer(self, relpath: str) -> EditLayer | None:
+        """The image's layer in memory: cached, or gone from the cache while its file is still being written."""
+        layer = self._edit_cache.get(relpath)
+        return layer if layer is not None else self._leaving.get(relpath)
+
+    def _write_pending(self, relpath: str) -> bool:
+        """Whether the last write of the image's layer that was handed out has not landed (or failed)."""
+        return self._written_seq.get(self._edit_file(relpath), -1) < self._layer_seqs.get(relpath, -1)
 
     def _edit_file(self, relpath: str) -> Path:
         return self.project_dir / "edits" / f"{relpath}.png"
@@ -138,12 +150,18 @@ class ProjectEditsMixin:
     def _cache_layer(self, relpath: str, layer: EditLayer) -> None:
         self._edit_cache[relpath] = layer
         self._edit_cache.move_to_end(relpath)
+        self._leaving.pop(relpath, None)
         while len(self._edit_cache) > self.edit_cache_size:
             old_relpath, old = self._edit_cache.popitem(last=False)
             job = self._layer_job(old_relpath, old)  # its undo history goes with it
             if job is not None:
                 job()
+            elif self._write_pending(old_relpath):  # the saver still writes it: reading the file now would be stale
+                self._leaving[old_relpath] = old
+                continue
             self._saved_versions.pop(id(old), None)  # a view still holding it re-enters the cache on its next change
+        for landed in [r for r in self._leaving if not self._write_pending(r)]:
+            self._saved_versions.pop(id(self._leaving.pop(landed)), None)
 
     def _layer_changed(self, relpath: str, layer: EditLayer) -> None:
         cached = self._edit_cache.get(relpath)
@@ -168,7 +186,7 @@ class ProjectEditsMixin:
                 base = prediction.label_map(SUMMARY_SIZE).astype(np.uint16)
             else:
                 base = np.zeros(SUMMARY_SIZE, dtype=np.uint16)
-            layer = self._edit_cache.get(record.relpath)
+            layer = self._known_layer(record.relpath)
             if layer is None and record.has_edits:  # its layer left the cache (written then): read it back
                 layer = self._load_layer(record)
             if layer is not None and layer.has_edits:
@@ -188,6 +206,7 @@ class ProjectEditsMixin:
         self._saved_versions[id(layer)] = layer.version
         path = self._edit_file(relpath)
         seq = next(self._write_seq)  # a later job of this file wins, whichever thread finishes first
+        self._layer_seqs[relpath] = seq
         if layer.has_edits:
             data = layer.data.copy()
             return lambda: write_uint16_png(path, data, commit=lambda tmp: self._commit(path, seq, tmp))
