@@ -1,12 +1,19 @@
 #!/usr/bin/env python
-"""How far can refinement go with the start model's frozen backbone? A linear probe on its tokens (issue 12).
+"""How far can refinement go with the start model's frozen backbone? Probes on its tokens (issue 12).
 
-Refinement trains the compress conv and the PartFormer; every logit is then ``descriptor · compress(token)``, linear
-in the frozen backbone's tokens. So a linear classifier fitted on the tokens of *fully* labelled images, with the
-benchmark's own naming (``bench_refine.choose_naming``), bounds what corrections can teach a model with this backbone
-(up to the per-image freedom of the descriptors). It is fitted on the tokens of k train images for several k and
-scored on the held-out test images like ``bench_refine.py``: per-label IoU at the image resolution, the probe's
-logits upsampled bilinearly as the model's are.
+Refinement trains the compress conv and the PartFormer; every logit is then ``descriptor · compress(token)``: the
+compress conv is a 1×1 convolution without bias, norm or activation, and the bilinear upsampling is linear too, so
+on one image the labels are the argmax of a *linear* function of the frozen backbone's tokens. The descriptors,
+though, are computed by the PartFormer from that image's pixels, so the linear function may change from image to
+image. Rows, all with the benchmark's own naming (``bench_refine.choose_naming``) and scored on the held-out test
+images like ``bench_refine.py`` (per-label IoU at the image resolution, logits upsampled bilinearly as the model's):
+
+* ``k shared``: one linear classifier fitted on the tokens of k *fully* labelled train images: the bound for a model
+  whose descriptors do not depend on the image (the demo model's nearly do not: the ``start model`` rows);
+* ``per-image probe``: a linear classifier fitted on each test image's own tokens and labels: what per-image
+  descriptors could reach at best with these tokens (an upper bound, not a prediction);
+* ``grid ceiling``: each test image's true label fractions per feature-grid cell upsampled as logits: what the
+  feature grid's resolution allows at all.
 
     python benchmarks/refine_ceiling.py --data-root /tmp/synth [--k 3 10 100 200]
 """
@@ -53,11 +60,60 @@ def tokens_and_labels(model, root: Path, split: str, names: list[str], lut: np.n
     return out
 
 
+def label_ious(pairs, num_classes: int) -> np.ndarray:
+    """Per-class IoU (classes 1..num_classes) pooled over (predicted, truth) label-map pairs."""
+    inter, union = np.zeros(num_classes), np.zeros(num_classes)
+    for said, gt in pairs:
+        for i in range(num_classes):
+            inter[i] += np.count_nonzero((gt == i + 1) & (said == i + 1))
+            union[i] += np.count_nonzero((gt == i + 1) | (said == i + 1))
+    return 100 * inter / np.maximum(union, 1)
+
+
+def upsampled_argmax(scores: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """[C, h, w] scores → [H, W] argmax of their bilinear upsampling, as the model's label maps are made."""
+    scores = torch.as_tensor(scores, dtype=torch.float32)[None]
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+
+
+def oracle_scores(model, root: Path, test_data, classes: list[int], labels_of: dict[int, list[int]]) -> dict:
+    """fg IoUs of the per-image oracles and of the start model with its own and with its mean descriptors."""
+    per_image, grid = [], []
+    for tokens, labels, gt, (h, w) in test_data:
+        onehot = torch.from_numpy(np.eye(len(classes) + 1, dtype=np.float32)[gt]).permute(2, 0, 1)[None]
+        grid.append((upsampled_argmax(F.adaptive_avg_pool2d(onehot, (h, w))[0], gt.shape), gt))
+        present = np.unique(labels)
+        if len(present) == 1:
+            per_image.append((np.full(gt.shape, present[0]), gt))
+            continue
+        probe = LogisticRegression(C=100, max_iter=3000).fit(tokens, labels)
+        scores = probe.decision_function(tokens)
+        scores = np.stack([-scores, scores], 1) if scores.ndim == 1 else scores
+        per_image.append((probe.classes_[upsampled_argmax(scores.T.reshape(-1, h, w), gt.shape)], gt))
+    slot_class = np.zeros(model.cfg.num_slots, dtype=np.int64)  # model channel → probe class (0: other)
+    for i, s in enumerate(classes):
+        slot_class[s] = i + 1
+    images = torch.stack([preprocess(load_image(root / "images" / "test" / name), model.cfg.image_size)
+                          for name in file_names(root, "test")])
+    with torch.no_grad():
+        features, descriptors = model.features(images), model.partformer(images).float()
+    rows = {}
+    for name, used in (("start model", descriptors),
+                       ("start model, mean descriptors", descriptors.mean(0, keepdim=True).expand_as(descriptors))):
+        logits = model.match(used, features)
+        rows[name] = label_ious([(slot_class[upsampled_argmax(lg, gt.shape)], gt)
+                                 for lg, (*_, gt, _) in zip(logits, test_data)], len(classes))
+    rows["per-image probe (own labels)"] = label_ious(per_image, len(classes))
+    rows["grid ceiling (true fractions)"] = label_ious(grid, len(classes))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", help="synthetic dataset (generated there when missing)")
     parser.add_argument("--checkpoint", default=str(DEMO))
     parser.add_argument("--k", type=int, nargs="+", default=[3, 10, 100, 200], help="fully labelled train images")
+    parser.add_argument("--no-oracles", action="store_true", help="only the shared probes")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="refine_ceiling_")
@@ -87,18 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         y = np.concatenate([labels for _, labels, *_ in train_data[:k]])
         mean, std = x.mean(0), x.std(0) + 1e-6
         probe = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced").fit((x - mean) / std, y)
-        inter, union = np.zeros(len(classes)), np.zeros(len(classes))
-        for tokens, _, gt, (h, w) in test_data:
-            scores = probe.decision_function((tokens - mean) / std).T.reshape(-1, h, w)
-            up = F.interpolate(torch.from_numpy(scores)[None].float(), size=gt.shape, mode="bilinear",
-                               align_corners=False)[0]
-            said = probe.classes_[up.argmax(0).numpy()]
-            for i in range(len(classes)):
-                inter[i] += np.count_nonzero((gt == i + 1) & (said == i + 1))
-                union[i] += np.count_nonzero((gt == i + 1) | (said == i + 1))
-        iou = 100 * inter / np.maximum(union, 1)
-        rows.append([str(k), f"{iou.mean():.1f}", *(f"{v:.1f}" for v in iou)])
-    header = ["fully labelled images", "fg mIoU", *(PART_NAMES[labels_of[s][0]] for s in classes)]
+        iou = label_ious([(probe.classes_[upsampled_argmax(probe.decision_function((tokens - mean) / std).T
+                                                            .reshape(-1, h, w), gt.shape)], gt)
+                          for tokens, _, gt, (h, w) in test_data], len(classes))
+        rows.append([f"{k} shared", f"{iou.mean():.1f}", *(f"{v:.1f}" for v in iou)])
+    if not args.no_oracles:
+        for name, scores in oracle_scores(model, root, test_data, classes, labels_of).items():
+            rows.append([name, f"{scores.mean():.1f}", *(f"{v:.1f}" for v in scores)])
+    header = ["probe (fully labelled train images)", "fg mIoU", *(PART_NAMES[labels_of[s][0]] for s in classes)]
     print(f"Linear probe on the frozen backbone tokens of {args.checkpoint} (naming as bench_refine.py: "
           + "; ".join(f"'{PART_NAMES[t[0]]}' = {' + '.join(PART_NAMES[i] for i in t)}" for t in labels_of.values())
           + ")\n")
