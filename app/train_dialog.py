@@ -7,7 +7,6 @@ Stop sends SIGTERM, which the trainer turns into a resumable checkpoint; a kill 
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -16,8 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,7 +26,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -40,12 +37,13 @@ from PySide6.QtWidgets import (
 
 from mpae_core.errors import MissingWeights
 
-from .dialogs import FileField, button_row, dismiss_button, missing_weights_sentence
+from .dialogs import FileField, button_row, command_row, dismiss_button, log_view, missing_weights_sentence
 from .icons import icon
 from .loss_plot import LossPlot
+from .run_process import RunProcess
 from .settings import AppSettings
-from .training_output import (LAST_STATE, LineSplitter, format_command, format_duration, progress_summary,
-                              read_new_records, run_checkpoint)
+from .training_output import (LAST_STATE, format_command, format_duration, loss_terms, progress_summary,
+                              run_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +51,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``training`` is impo
 #: The training presets (kept in step with training/presets.py by hand: the app must not import training).
 DEFAULT_PRESETS: tuple[str, ...] = ("folder", "synthetic", "cub", "celeba", "partimagenet_ood", "partimagenet_seg")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
-LOG_LINES = 2000
-POLL_MS = 500
 #: Presets that train from random frozen networks (training/presets.py): no weights files apply to them.
 PRESETS_WITHOUT_WEIGHTS = frozenset({"synthetic"})
 #: The weights fields, by the command-line option they fill.
 WEIGHT_LABELS = {"--backbone-weights": "Backbone weights", "--vgg-weights": "VGG-19 weights"}
 #: Evaluation scores drawn unless chosen otherwise (the rest, e.g. foreground-only ones, from the context menu).
 EVAL_SERIES = ("nmi", "ari")
-#: Keys of a metrics record that are bookkeeping, not loss terms to plot.
-NON_LOSS_KEYS = frozenset({"kind", "epoch", "step", "lr", "images_per_s", "time"})
 
 
 # ----- the dialog -----------------------------------------------------------------------------------------------------
@@ -95,30 +89,16 @@ class TrainDialog(QDialog):
         self._command_prefix = list(command_prefix) if command_prefix else [python, "-m", "training.run"]
         self._working_dir = Path(working_dir) if working_dir is not None else PROJECT_ROOT
         self._runs_dir = Path(runs_dir) if runs_dir is not None else Path.home() / "mpae-runs"
-        self._stop_timeout_ms = int(stop_timeout_s * 1000)
-        self._process: QProcess | None = None
-        self._stop_requested = False
-        self._killed = False
+        self._stop_timeout_s = stop_timeout_s
+        self._run: RunProcess | None = None
         self._close_when_stopped = False
-        self._metrics_offset = 0
-        self._run_config: dict[str, Any] | None = None
         self._steps_per_epoch: float | None = None
         self._last_record: dict[str, Any] | None = None
-        self._started_at = 0.0
-        self._stdout = LineSplitter()
-        self._stderr = LineSplitter()
-        self._stderr_tail: list[str] = []
         self._run_dir_auto = True
         self._exit_code: int | None = None
         self._settings = settings
 
         self._build(list(presets) if presets else list(DEFAULT_PRESETS), data_folder, device)
-        self._poll_timer = QTimer(self)
-        self._poll_timer.setInterval(POLL_MS)
-        self._poll_timer.timeout.connect(self.poll_metrics)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill_if_alive)
         self._update_command()
         self._update_buttons()
 
@@ -176,17 +156,7 @@ class TrainDialog(QDialog):
         self.extra_edit.setPlaceholderText("advanced: extra arguments, e.g. --batch-size 16 --lr 1e-4 --amp bf16")
         form.addRow("Extra arguments:", self.extra_edit)
 
-        self.command_edit = QLineEdit()
-        self.command_edit.setReadOnly(True)
-        self.command_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.command_edit.setToolTip("The command that Start runs; copy it to train from a terminal instead.")
-        copy = QToolButton()
-        copy.setText("Copy")
-        copy.setToolTip("Copy the command line")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command_edit.text()))
-        row = QHBoxLayout()
-        row.addWidget(self.command_edit, 1)
-        row.addWidget(copy)
+        self.command_edit, row = command_row("The command that Start runs; copy it to train from a terminal instead.")
         form.addRow("Command:", row)
 
         self.error_label = QLabel()
@@ -204,11 +174,7 @@ class TrainDialog(QDialog):
         plots.addWidget(self.eval_plot)
         plots.setStretchFactor(0, 3)
         plots.setStretchFactor(1, 2)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(LOG_LINES)
-        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.log_view = log_view()
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(plots)
         splitter.addWidget(self.log_view)
@@ -302,7 +268,11 @@ class TrainDialog(QDialog):
         return Path(self.run_edit.text().strip()).expanduser()
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.state() != QProcess.ProcessState.NotRunning
+        return self._run is not None and self._run.is_running()
+
+    @property
+    def _stop_requested(self) -> bool:
+        return self._run is not None and self._run.stop_requested
 
     def exit_code(self) -> int | None:
         """The last run's exit code (-1: crashed or never started), None before any run ended."""
@@ -401,44 +371,28 @@ class TrainDialog(QDialog):
         self.log_view.clear()
         self._append_log(f"$ {format_command(command)}")
 
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("PYTHONIOENCODING", "utf-8")
-        for key, value in self._extra_env.items():
-            env.insert(key, str(value))
-        process = QProcess(self)
-        process.setProgram(command[0])
-        process.setArguments(command[1:])
-        process.setWorkingDirectory(str(self._working_dir))
-        process.setProcessEnvironment(env)
-        process.readyReadStandardOutput.connect(self._read_stdout)
-        process.readyReadStandardError.connect(self._read_stderr)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_error)
-        self._process = process
-        logger.info("Starting training: %s", format_command(command))
-        self._started_at = time.monotonic()
+        run = RunProcess(self, working_dir=self._working_dir, extra_env=self._extra_env,
+                         stop_timeout_s=self._stop_timeout_s)
+        run.lines.connect(self._emit_lines)
+        run.transient.connect(self._show_transient)
+        run.records.connect(self._take_records)
+        run.ended.connect(self._on_ended)
+        self._run = run
         self.progress.setRange(0, 0)  # busy until the first metrics arrive
         self.progress.setFormat("starting…")
         self.status_label.setText(f"Training in {run_dir}…")
         self.status_label.setStyleSheet("")
-        process.start()
         self._update_buttons()
-        if process.waitForStarted(5000):
-            self._poll_timer.start()
+        if run.start(command, run_dir):
+            self._update_buttons()
             self.started.emit()
             return True
-        return False  # _on_error reported why
+        return False  # _on_ended reported why
 
     def _reset_run_state(self) -> None:
-        self._stop_requested = self._killed = False
         self._exit_code = None
-        self._metrics_offset = 0
-        self._run_config = None
         self._steps_per_epoch = None
         self._last_record = None
-        self._stdout, self._stderr = LineSplitter(), LineSplitter()
-        self._stderr_tail = []
         self.progress_label.clear()
         self.progress_label.hide()
 
@@ -446,41 +400,22 @@ class TrainDialog(QDialog):
     def _append_log(self, line: str) -> None:
         self.log_view.appendPlainText(line)
 
-    def _read_stdout(self) -> None:
-        if self._process is not None:
-            self._take_output(self._stdout, bytes(self._process.readAllStandardOutput()), False)
+    def _show_transient(self, text: str) -> None:
+        self.progress_label.setText(text)
+        self.progress_label.show()
 
-    def _read_stderr(self) -> None:
-        if self._process is not None:
-            self._take_output(self._stderr, bytes(self._process.readAllStandardError()), True)
-
-    def _take_output(self, splitter: LineSplitter, data: bytes, is_stderr: bool) -> None:
-        lines = splitter.feed(data)
-        self._emit_lines(lines, is_stderr)
-        if splitter.transient:
-            self.progress_label.setText(splitter.transient)
-            self.progress_label.show()
-
-    def _emit_lines(self, lines: Iterable[str], is_stderr: bool) -> None:
+    def _emit_lines(self, lines: Iterable[str], _is_stderr: bool = False) -> None:
         for line in lines:
             self._append_log(line)
-            if is_stderr and line.strip():
-                self._stderr_tail = (self._stderr_tail + [line.rstrip()])[-6:]
 
     def poll_metrics(self) -> int:
         """Read the run's new metrics lines into the plot and progress bar; returns how many records arrived."""
-        run_dir = self.run_dir()
-        if self._run_config is None:
-            try:
-                self._run_config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                self._run_config = None  # not written yet, or mid-write: try again next poll
-        records, self._metrics_offset = read_new_records(run_dir / "metrics.jsonl", self._metrics_offset)
+        return self._run.poll() if self._run is not None else 0
+
+    def _take_records(self, records: list[dict[str, Any]]) -> None:
         for record in records:
             self._take_record(record)
-        if records:
-            self._update_progress()
-        return len(records)
+        self._update_progress()
 
     def _take_record(self, record: dict[str, Any]) -> None:
         step = record.get("step")
@@ -490,23 +425,22 @@ class TrainDialog(QDialog):
             epoch = record.get("epoch")
             if isinstance(epoch, (int, float)) and epoch > 0:
                 self._steps_per_epoch = step / epoch
-            scores = {k: v for k, v in record.items()
-                      if k not in NON_LOSS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            scores = loss_terms(record)
             self._append_log(f"evaluation after epoch {epoch}: "
                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
             for key, value in scores.items():
                 self.eval_plot.add_point(key, step, value)
             self.eval_plot.setVisible(bool(scores))
             return
-        for key, value in record.items():
-            if key not in NON_LOSS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.plot.add_point(key, step, value)
+        for key, value in loss_terms(record).items():
+            self.plot.add_point(key, step, value)
         self._last_record = record
 
     def _update_progress(self) -> None:
         if self._last_record is None:
             return
-        fraction, text = progress_summary(self._last_record, self._run_config or {}, self._steps_per_epoch,
+        config = self._run.config if self._run is not None else None
+        fraction, text = progress_summary(self._last_record, config or {}, self._steps_per_epoch,
                                           running=self.is_running())
         self.progress.setRange(0, 1000)
         self.progress.setValue(int(min(max(fraction, 0.0), 1.0) * 1000))
@@ -516,45 +450,25 @@ class TrainDialog(QDialog):
     def stop(self) -> None:
         """Ask the trainer to stop (SIGTERM: it saves a resumable checkpoint); kill it if it is still alive after
         the timeout. On Windows terminate() cannot signal a console process, so the kill is what stops it there."""
-        if not self.is_running() or self._stop_requested:
+        if self._run is None or not self._run.stop():
             return
-        self._stop_requested = True
         self.status_label.setText("Stopping: the trainer is saving a resumable checkpoint…")
         self._append_log("Stop requested (SIGTERM).")
-        assert self._process is not None
-        self._process.terminate()
-        self._kill_timer.start(self._stop_timeout_ms)
         self._update_buttons()
 
-    def _kill_if_alive(self) -> None:
-        if self.is_running():
-            assert self._process is not None
-            logger.warning("Training did not stop within %.0f s; killing it", self._stop_timeout_ms / 1000)
-            self._killed = True
-            self._append_log(f"Still running after {self._stop_timeout_ms / 1000:.0f} s: killed.")
-            self._process.kill()
-
     # ----- end ------------------------------------------------------------------------------------------------------
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error != QProcess.ProcessError.FailedToStart:
-            logger.debug("Training process error: %s", error)
+    def _on_ended(self, code: int, crashed: bool) -> None:
+        run = self._run
+        assert run is not None
+        if run.start_error is not None:
+            self._finish(-1, run.start_error, ok=False)
             return
-        program = self._process.program() if self._process is not None else self._python
-        detail = self._process.errorString() if self._process is not None else ""
-        self._finish(-1, f"Could not start '{program}' ({detail}); check that this Python interpreter exists.",
-                     ok=False)
-
-    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
-        self._emit_lines(self._stdout.flush(), False)
-        self._emit_lines(self._stderr.flush(), True)
-        self.poll_metrics()
-        crashed = exit_status == QProcess.ExitStatus.CrashExit
-        code = -1 if crashed else exit_code
-        elapsed = format_duration(time.monotonic() - self._started_at)
+        elapsed = format_duration(run.elapsed())
         missing = None
-        if self._stop_requested:
-            if self._killed:
-                message = (f"Stopped by force after {self._stop_timeout_ms / 1000:.0f} s; the last checkpoint saved "
+        if run.stop_requested:
+            if run.killed:
+                self._append_log(f"Still running after {run.stop_timeout_s:.0f} s: killed.")
+                message = (f"Stopped by force after {run.stop_timeout_s:.0f} s; the last checkpoint saved "
                            "before that can still be resumed.")
             else:
                 message = f"Stopped after {elapsed}; tick Resume and Start to continue this run."
@@ -563,18 +477,18 @@ class TrainDialog(QDialog):
         else:
             missing = self._missing_weights()
             message = self._failure_message(crashed, code, elapsed) if missing is None else self._advice(missing)
-        self._finish(code, message, ok=self._stop_requested or code == 0)
+        self._finish(code, message, ok=run.stop_requested or code == 0)
         if missing is not None:
             self._weight_fields[missing.option].edit.setFocus()  # the field to fill (enabled again by _finish)
 
     def _failure_message(self, crashed: bool, code: int, elapsed: str) -> str:
         reason = "crashed" if crashed else f"failed (exit code {code})"
-        tail = "\n".join(self._stderr_tail[-4:]) or "no error output"
+        tail = "\n".join(self._run.stderr_tail[-4:] if self._run is not None else []) or "no error output"
         return f"Training {reason} after {elapsed}; see the log. Last messages:\n{tail}"
 
     def _missing_weights(self) -> MissingWeights | None:
         """The pretrained weights the run stopped for want of (from its error output), if that is why."""
-        missing = MissingWeights.from_message("\n".join(self._stderr_tail))
+        missing = MissingWeights.from_message("\n".join(self._run.stderr_tail if self._run is not None else []))
         return missing if missing is not None and missing.option in self._weight_fields else None
 
     @staticmethod
@@ -594,8 +508,6 @@ class TrainDialog(QDialog):
             self._settings.vgg_weights = self.vgg_field.text()
 
     def _finish(self, code: int, message: str, *, ok: bool) -> None:
-        self._poll_timer.stop()
-        self._kill_timer.stop()
         self._exit_code = code
         checkpoint = run_checkpoint(self.run_dir())
         if checkpoint is not None:
