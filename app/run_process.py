@@ -26,8 +26,16 @@ from .training_output import LineSplitter, format_command, read_new_records
 
 logger = logging.getLogger(__name__)
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``training`` is importable from
+#: Devices offered by the run dialogs (an editable list: any torch device string works).
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
 POLL_MS = 500
 STDERR_TAIL = 6
+
+
+def training_command(python: str) -> list[str]:
+    """``python -m training.run``: the start of every command the app runs (the app never imports ``training``)."""
+    return [python, "-m", "training.run"]
 
 
 class RunProcess(QObject):

@@ -40,17 +40,15 @@ from mpae_core.errors import MissingWeights
 from .dialogs import FileField, button_row, command_row, dismiss_button, log_view, missing_weights_sentence
 from .icons import icon
 from .loss_plot import LossPlot
-from .run_process import RunProcess
+from .run_process import DEVICES, PROJECT_ROOT, RunProcess, training_command
 from .settings import AppSettings
 from .training_output import (LAST_STATE, format_command, format_duration, loss_terms, progress_summary,
                               run_checkpoint)
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``training`` is importable from
 #: The training presets (kept in step with training/presets.py by hand: the app must not import training).
 DEFAULT_PRESETS: tuple[str, ...] = ("folder", "synthetic", "cub", "celeba", "partimagenet_ood", "partimagenet_seg")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
 #: Presets that train from random frozen networks (training/presets.py): no weights files apply to them.
 PRESETS_WITHOUT_WEIGHTS = frozenset({"synthetic"})
 #: The weights fields, by the command-line option they fill.
@@ -86,7 +84,7 @@ class TrainDialog(QDialog):
         self.resize(860, 720)
         self._python = python
         self._extra_env = dict(extra_env or {})
-        self._command_prefix = list(command_prefix) if command_prefix else [python, "-m", "training.run"]
+        self._command_prefix = list(command_prefix) if command_prefix else training_command(python)
         self._working_dir = Path(working_dir) if working_dir is not None else PROJECT_ROOT
         self._runs_dir = Path(runs_dir) if runs_dir is not None else Path.home() / "mpae-runs"
         self._stop_timeout_s = stop_timeout_s
