@@ -7,13 +7,16 @@ is one image pixel, with the image's top-left corner at the scene origin, so vie
 Content arrives whole (``set_image``/``set_annotation``: small images, tests) or in stages from the window's
 :class:`app.display.ImageDisplay`: a screen-sized preview of the photo and labels first, the full resolution later.
 Strokes go to the edit layer as soon as the preview is there (the full-resolution labels catch up with them when they
-land); a fill, which needs the full labels, waits for them under a busy cursor.
+land); a fill, which needs the full labels, waits for them under a busy cursor. A click that cannot paint says why
+(``paintRefused``); the fill tool fills once, then the previous tool is back (``toolChanged``), and a fill over more
+than half the image asks first (``confirm_fill``).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
@@ -51,6 +54,8 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
     hovered = Signal(str)
     zoomChanged = Signal(float)
     edited = Signal()
+    paintRefused = Signal(str)  # why a click of a paint tool painted nothing (a clause, e.g. "it is still loading")
+    toolChanged = Signal(str)  # the canvas changed its tool itself (back from a one-shot fill)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -90,6 +95,9 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
         self._pending_fill: tuple[int, int, int] | None = None  # (x, y, label) waiting for the full labels
 
         self._tool = "pan"
+        self._tool_before_fill = "pan"
+        #: Asked before a fill covers more than LARGE_FILL of the image: (fraction, label) → fill? None: never asks.
+        self.confirm_fill: Callable[[float, int], bool] | None = None
         self._brush_radius = 8
         self._active_label = 1
         self._fit_mode = True
@@ -100,6 +108,7 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
         self._stroke_changed = 0
         self._hover_text = ""
         self._update_cursor()
+        self._style_brush_cursor()
 
     # ----- content, whole (small images, tests) -------------------------------------------------------------------
     def set_image(self, image: QImage | None) -> None:
@@ -328,15 +337,23 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
 
     # ----- tools --------------------------------------------------------------------------------------------------
     def set_tool(self, name: str) -> None:
-        """One of TOOLS: "pan", "brush", "eraser" (back to the prediction) or "fill"."""
+        """One of TOOLS: "pan", "brush", "eraser" (erases edits: back to the prediction) or "fill" (one fill, then
+        the tool chosen before it is back)."""
         if name not in TOOLS:
             raise ValueError(f"Unknown canvas tool {name!r}; use one of {', '.join(TOOLS)}.")
         self._finish_stroke()
+        if name == "fill" and self._tool != "fill":
+            self._tool_before_fill = self._tool
         self._tool = name
         self._update_cursor()
+        self._style_brush_cursor()
 
     def tool(self) -> str:
         return self._tool
+
+    def tool_before_fill(self) -> str:
+        """The tool that comes back after a fill."""
+        return self._tool_before_fill
 
     def set_brush_radius(self, px: int) -> None:
         """Brush and eraser radius in image pixels."""
@@ -347,7 +364,7 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
         return self._brush_radius
 
     def set_active_label(self, label_value: int) -> None:
-        """Label value the brush and fill write: 0 background, k + 1 slot k, IGNORE_LABEL."""
+        """Label value the brush and fill write: 0 background, k + 1 slot k, a user label's value, IGNORE_LABEL."""
         self._active_label = int(label_value)
 
     def active_label(self) -> int:
@@ -465,6 +482,13 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
         if self._space_held or self._tool not in ("brush", "eraser"):
             self._update_brush_cursor(None, visible=False)
 
+    def _style_brush_cursor(self) -> None:
+        """The eraser's circle is dashed: it takes edits away (the prediction shows again) instead of painting."""
+        inner = self._cursor_items[1]
+        pen = inner.pen()
+        pen.setStyle(Qt.PenStyle.DashLine if self._tool == "eraser" else Qt.PenStyle.SolidLine)
+        inner.setPen(pen)
+
     def _update_brush_cursor(self, scene: QPointF | None, visible: bool | None = None) -> None:
         """Move the brush circle (its radius is in image pixels, so it scales with the zoom)."""
         outer, inner = self._cursor_items
@@ -488,5 +512,6 @@ class ImageCanvas(PaintingMixin, QGraphicsView):
             self.hovered.emit(text)
 
     def describe_pixel(self, x: int, y: int) -> str:
-        """The status-bar text for a pixel, e.g. "x 120, y 45 · part_03 · 87 %" (name after merges, confidence)."""
+        """The status-bar text for a pixel, e.g. "x 120, y 45 · 3 part_03 · 87 %" (number and name after merges,
+        confidence)."""
         return self._overlay.describe_pixel(x, y)

@@ -23,6 +23,7 @@ from mpae_core.annotation.labels import BACKGROUND, IGNORE_LABEL
 from mpae_core.annotation.parts import PartTable
 
 from .background import BackgroundRunner
+from .label_keys import label_number, painted_value
 from .level_item import FULL, PREVIEW, LevelImageItem
 from .overlay import (Box, ConfidenceSource, OverlayStyle, colour_lut, render_overlay, render_overlay_image,
                       render_region, rgba_to_qimage)
@@ -106,7 +107,8 @@ class CanvasOverlay(QObject):
         self.item.clear()
 
     def describe_pixel(self, x: int, y: int) -> str:
-        """"x 120, y 45 · part_03 · 87 %": the part shown there (after merges) and the model's confidence."""
+        """"x 120, y 45 · 3 part_03 · 87 %": the label shown there with its number (after merges; a user label with
+        its Shift key) and the model's confidence."""
         text = f"x {x}, y {y}"
         if self._size is None or not (0 <= y < self._size[0] and 0 <= x < self._size[1]):
             return text
@@ -117,9 +119,9 @@ class CanvasOverlay(QObject):
             name = "background"
         elif value == IGNORE_LABEL:
             name = "don't care"
-        elif self.parts is not None and value - 1 < self.parts.num_parts:
-            name = self.parts.display_name(value - 1)
-            if self.parts.is_background(value - 1):
+        elif self.parts is not None and self.parts.has_value(value):
+            name = f"{label_number(painted_value(self.parts, value))} {self.parts.value_name(value)}"
+            if self.parts.value_is_background(value):
                 name += " (exported as background)"
         else:
             name = f"label {value}"

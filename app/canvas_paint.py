@@ -2,7 +2,9 @@
 the shown labels from it (a mixin of :class:`app.canvas.ImageCanvas`, which owns the state).
 
 A stroke needs only the edit layer and the labels' preview: the full-resolution labels replay it when they land. A
-fill needs the full-resolution labels (it floods the composed map), so one made before waits for them.
+fill needs the full-resolution labels (it floods the composed map), so one made before waits for them. A fill is
+one click: the tool chosen before it comes back afterwards, so a second, stray click never floods the image; and a
+fill over more than :data:`LARGE_FILL` of the image asks first.
 """
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ import numpy as np
 from PySide6.QtCore import QPointF, Qt
 
 from mpae_core.annotation.edits import EditLayer
+from mpae_core.annotation.fill import flood_region
 from mpae_core.annotation.labels import UNSET
 
 from .overlay import Box
 
 logger = logging.getLogger(__name__)
+
+LARGE_FILL = 0.5  # a fill over more than this fraction of the image asks first
 
 
 class PaintingMixin:
@@ -55,17 +60,30 @@ class PaintingMixin:
             labels[box] = np.where(edits == UNSET, self._prediction[box], edits)  # type: ignore[index]
         self._overlay.refresh_box(box, layer)
 
-    def _can_paint(self) -> bool:
-        """An edit layer of the shown image's size, and at least the preview of its labels."""
-        return (self._layer is not None and not self._replacing and self._overlay.size() is not None
-                and tuple(self._overlay.size()) == self._layer.size)
+    def paint_blocker(self) -> str | None:
+        """Why a paint tool cannot paint now (a clause for a sentence), or None when it can: it needs an edit layer
+        of the shown image's size and at least the preview of its labels."""
+        if self._replacing or self._overlay.size() is None:
+            return "it is still loading"
+        if self._layer is None:
+            return "it has no edit layer"
+        if tuple(self._overlay.size()) != self._layer.size:
+            return "its labels and its edit layer differ in size"
+        return None
+
+    def _refuse(self, reason: str) -> bool:
+        """Tell listeners why nothing was painted; returns False for ``return self._refuse(...)`` chains."""
+        self.paintRefused.emit(reason)
+        return False
 
     # ----- painting -----------------------------------------------------------------------------------------------
     def _stroke_label(self) -> int:
         return UNSET if self._tool == "eraser" else self._active_label
 
     def _start_stroke(self, scene: QPointF) -> None:
-        if not self._can_paint():
+        blocker = self.paint_blocker()
+        if blocker is not None:
+            self._refuse(blocker)
             return
         self._stroke = contextlib.ExitStack()
         self._stroke.enter_context(self._layer.group())  # the whole drag is one undo step
@@ -86,6 +104,7 @@ class PaintingMixin:
         except ValueError as exc:
             logger.warning("Cannot paint: %s", exc)
             self._finish_stroke()
+            self._refuse(str(exc).rstrip("."))
             return
         if not changed:
             return
@@ -108,8 +127,13 @@ class PaintingMixin:
             self.edited.emit()
 
     def _fill(self, scene: QPointF) -> None:
+        blocker = self.paint_blocker()
+        if blocker is not None:
+            self._refuse(blocker)
+            return
         pixel = self._pixel_at(scene)
-        if pixel is None or not self._can_paint():
+        if pixel is None:
+            self._refuse("the click was outside the image; click inside it")
             return
         if self._prediction is None:  # a fill needs the full-resolution labels: it runs when they land
             self._pending_fill = (pixel[0], pixel[1], self._active_label)
@@ -118,12 +142,31 @@ class PaintingMixin:
         self._apply_fill(pixel[0], pixel[1], self._active_label)
 
     def _apply_fill(self, x: int, y: int, label: int) -> None:
-        if self._layer is None or self._prediction is None:
+        """Give the tool chosen before the fill back (one click, one fill), then fill the region around (x, y) of
+        the shown labels, asking first when it is most of the image."""
+        if self._tool == "fill":
+            self.set_tool(self._tool_before_fill)
+            self.toolChanged.emit(self._tool)
+        self._fill_region(x, y, label)
+
+    def _fill_region(self, x: int, y: int, label: int) -> None:
+        labels = self._overlay.labels
+        if self._layer is None or self._prediction is None or labels is None or labels.shape != self._layer.size:
+            self._refuse(self.paint_blocker() or "its labels are not complete yet")
+            return
+        if int(labels[y, x]) == label:
+            self._refuse("the region clicked has that label already")
+            return
+        box, inside = flood_region(labels, x, y)  # the shown labels are the composed map the layer would flood
+        fraction = np.count_nonzero(inside) / labels.size
+        if fraction > LARGE_FILL and self.confirm_fill is not None and not self.confirm_fill(fraction, label):
+            self._refuse(f"the fill would have covered {fraction:.0%} of the image and was not confirmed")
             return
         try:
-            changed = self._layer.fill(x, y, label, self._prediction)
+            changed = self._layer.fill_region(box, inside, label)
         except ValueError as exc:
             logger.warning("Cannot fill: %s", exc)
+            self._refuse(str(exc).rstrip("."))
             return
         if changed:
             self.recompose(self._layer.changed_box)

@@ -26,14 +26,15 @@ BACKBONE_HELP = (
 
 
 class ShortcutsDialog(QDialog):
-    """Every action that has a shortcut, in menu order, then those of panels (``sections``: where → actions) whose
-    keys work while that panel has the focus."""
+    """Every action that has a shortcut, in menu order, then ``rows`` (what, keys) of keys that are not menu actions,
+    then those of panels (``sections``: where → actions) whose keys work while that panel has the focus."""
 
     def __init__(self, actions: Iterable[QAction], parent: QWidget | None = None, *,
-                 sections: dict[str, Iterable[QAction]] | None = None) -> None:
+                 sections: dict[str, Iterable[QAction]] | None = None,
+                 rows: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        rows = _shortcut_rows(actions)
+        rows = _shortcut_rows(actions) + list(rows)
         for where, panel_actions in (sections or {}).items():
             rows += _shortcut_rows(panel_actions, f" (in the {where})")
         rows.append(("Pan the image", "Space + drag, middle-drag"))

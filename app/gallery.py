@@ -7,6 +7,7 @@ back one by one through a queued signal. A new request cancels the previous one;
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -27,10 +28,13 @@ from PySide6.QtWidgets import (
 )
 
 from mpae_core.annotation import AnnotationProject
+from mpae_core.annotation.labels import USER_LABEL_BASE
+from mpae_core.annotation.parts import part_number
 from mpae_core.errors import MPAEError
 from mpae_core.images import load_image
 
 from .icons import icon
+from .label_keys import label_number
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +50,14 @@ Color = tuple[int, int, int]
 
 
 def crop_part(image: Image.Image, labels: np.ndarray, members: list[int], color: Color,
-              thumb: int = THUMB_SIZE) -> tuple[np.ndarray, float] | None:
+              thumb: int = THUMB_SIZE, *, values: list[int] | None = None) -> tuple[np.ndarray, float] | None:
     """An RGB uint8 thumbnail of the part (tinted, the rest dimmed) and its area fraction; None if it has no pixels.
 
-    ``labels`` holds label values (slot + 1) and may be smaller than the image (same aspect): boxes are scaled.
+    ``labels`` holds label values (slot + 1 for the slots ``members``, or the label ``values`` given, e.g. a user
+    label's) and may be smaller than the image (same aspect): boxes are scaled.
     """
-    mask = np.isin(labels, np.asarray([m + 1 for m in members], dtype=labels.dtype))
+    wanted = [m + 1 for m in members] if values is None else list(values)
+    mask = np.isin(labels, np.asarray(wanted, dtype=labels.dtype))
     if not mask.any():
         return None
     area = float(mask.mean())
@@ -103,11 +109,16 @@ class CropRequest:
 
     job: int
     project_dir: Path
-    members: tuple[int, ...]
+    members: tuple[int, ...]  # model slots (none for a user label: its images are not ranked by the model)
     color: Color
     relpaths: tuple[str, ...]  # images whose index says a member is present, in folder order
     max_crops: int
     thumb: int = THUMB_SIZE
+    values: tuple[int, ...] = ()  # label values to crop (default: the members' slot + 1)
+
+    @property
+    def label_values(self) -> list[int]:
+        return list(self.values) if self.values else [m + 1 for m in self.members]
 
 
 class CropWorker(QThread):
@@ -164,7 +175,7 @@ class CropWorker(QThread):
             except (MPAEError, OSError, ValueError, KeyError) as exc:
                 logger.debug("Gallery cannot rank %s: %s", relpath, exc)
                 prediction = None
-            if prediction is None:
+            if prediction is None or not members:
                 scores[relpath] = 0.0
                 continue
             area = np.asarray(prediction.area)[members]
@@ -177,16 +188,16 @@ class CropWorker(QThread):
         req = self.request
         record = project.record(relpath)
         prediction = project.prediction(relpath)
-        if record.has_edits or prediction is None:
+        if record.has_edits or prediction is None or not req.members:
             labels = project.label_map(relpath)  # edits are stored at full size
         else:
             height, width = prediction.image_size
             scale = min(1.0, WORKING_SIDE / max(height, width))
             labels = prediction.label_map((max(1, round(height * scale)), max(1, round(width * scale))))
         image = load_image(project.image_path(relpath))
-        result = crop_part(image, labels, list(req.members), req.color, req.thumb)
+        result = crop_part(image, labels, list(req.members), req.color, req.thumb, values=req.label_values)
         if result is None:
-            logger.debug("Gallery: %s has no pixels of slots %s at full size", relpath, req.members)
+            logger.debug("Gallery: %s has no pixels of label values %s at full size", relpath, req.label_values)
             return None
         rgb, area = result
         return _to_qimage(rgb), f"{_short_name(relpath)}\n{100 * area:.1f} %"
@@ -256,20 +267,43 @@ class PartGallery(QWidget):
     # ----- public API ---------------------------------------------------------------------------------------------
     def show_part(self, project: AnnotationProject | None, slot: int, max_crops: int = 48) -> None:
         """Show crops of ``slot``'s group (merged slots included), replacing whatever was shown."""
-        self.cancel()
-        self.grid.clear()
         parts = None if project is None else project.parts
         if project is None or parts is None or not 0 <= slot < parts.num_parts:
-            self.title_label.setText("No part selected")
-            self.status_label.setText("")
-            self.loadFinished.emit()
+            self._show_nothing()
             return
         members = tuple(parts.members(slot))
         wanted = set(members)
         relpaths = tuple(r.relpath for r in project.records()
                          if (r.has_prediction or r.has_edits) and wanted & set(r.present))
-        name = parts.display_name(slot)
-        self.title_label.setText(f"{name} · {len(relpaths)} image{'' if len(relpaths) == 1 else 's'}")
+        title = f"{part_number(parts.root(slot))} {parts.display_name(slot)}"
+        self._start(project, title, CropRequest(0, Path(project.project_dir), members, parts.display_color(slot),
+                                                relpaths, max_crops, self._thumb))
+
+    def show_user_label(self, project: AnnotationProject | None, value: int, max_crops: int = 48) -> None:
+        """Show crops of one of the person's own labels (images painted with it)."""
+        parts = None if project is None else project.parts
+        if project is None or parts is None or not parts.has_value(value) or value < USER_LABEL_BASE:
+            self._show_nothing()
+            return
+        label = parts.user_label(value)
+        relpaths = tuple(r.relpath for r in project.records() if value in r.user_present)
+        title = f"{label_number(value)} {label.name}"
+        self._start(project, title, CropRequest(0, Path(project.project_dir), (), label.color, relpaths, max_crops,
+                                                self._thumb, values=(value,)))
+
+    def _show_nothing(self) -> None:
+        self.cancel()
+        self.grid.clear()
+        self.title_label.setText("No part selected")
+        self.status_label.setText("")
+        self.loadFinished.emit()
+
+    def _start(self, project: AnnotationProject, title: str, request: CropRequest) -> None:
+        """Crop the request's images on a worker (its job id is set here), replacing whatever was shown."""
+        self.cancel()
+        self.grid.clear()
+        relpaths, max_crops = request.relpaths, request.max_crops
+        self.title_label.setText(f"{title} · {len(relpaths)} image{'' if len(relpaths) == 1 else 's'}")
         self._expected = min(len(relpaths), max(0, max_crops))
         if not self._expected:
             self.status_label.setText("No image shows this part yet." if not relpaths else "")
@@ -280,8 +314,7 @@ class PartGallery(QWidget):
         except (MPAEError, OSError) as exc:
             logger.warning("Gallery could not save the project first; crops may miss recent edits: %s", exc)
         self._job += 1
-        request = CropRequest(self._job, Path(project.project_dir), members, parts.display_color(slot), relpaths,
-                              self._expected, self._thumb)
+        request = dataclasses.replace(request, job=self._job, max_crops=self._expected)
         worker = CropWorker(request)
         worker.tileReady.connect(self._add_tile)
         worker.finished.connect(self._worker_finished)

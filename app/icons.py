@@ -46,6 +46,8 @@ GLYPHS = {
     "unmerge": "mdi6.call-split",
     "ignore": "mdi6.cancel",
     "gallery": "mdi6.view-grid-outline",
+    "add": "mdi6.plus",
+    "remove": "mdi6.minus",
     "outline": "mdi6.vector-square",
     "heatmap": "mdi6.thermometer",
     "help": "mdi6.help-circle-outline",

@@ -109,11 +109,16 @@ def _print_summary(report) -> None:
     print(f"report: {report.report_path}")
     if report.project_dir is not None:
         print(f"review: mpae-annotate {report.out}   (opens the run's project {report.project_dir} in the app)")
-    for result in report.failed[:MAX_LISTED_FAILURES]:
-        print(f"failed: {result.error}", file=sys.stderr)
-    if len(report.failed) > MAX_LISTED_FAILURES:
-        print(f"... and {len(report.failed) - MAX_LISTED_FAILURES} more failures in {report.report_path}",
-              file=sys.stderr)
+    _print_failures([f"failed: {result.error}" for result in report.failed],
+                    f"more failures in {report.report_path}")
+
+
+def _print_failures(lines: list[str], more: str) -> None:
+    """The first MAX_LISTED_FAILURES lines on stderr, then how many more there are."""
+    for line in lines[:MAX_LISTED_FAILURES]:
+        print(line, file=sys.stderr)
+    if len(lines) > MAX_LISTED_FAILURES:
+        print(f"... and {len(lines) - MAX_LISTED_FAILURES} {more}", file=sys.stderr)
 
 
 def _add_batch_parser(commands) -> None:
@@ -223,10 +228,7 @@ def _print_import_summary(report, project) -> None:
         print(f"kept {len(report.kept)} images that already had edits or a review (--replace overwrites them): "
               + ", ".join(str(s.relpath) for s in report.kept[:MAX_LISTED_FAILURES])
               + (" …" if len(report.kept) > MAX_LISTED_FAILURES else ""))
-    for skipped in report.failed[:MAX_LISTED_FAILURES]:
-        print(f"not imported: {skipped.reason}", file=sys.stderr)
-    if len(report.failed) > MAX_LISTED_FAILURES:
-        print(f"... and {len(report.failed) - MAX_LISTED_FAILURES} more not imported", file=sys.stderr)
+    _print_failures([f"not imported: {skipped.reason}" for skipped in report.failed], "more not imported")
 
 
 def _add_import_parser(commands) -> None:

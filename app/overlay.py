@@ -2,8 +2,9 @@
 
 The canvas asks for whole overlays when an image or the style changes, and for small boxes while a person paints,
 so rendering is split into "build a few tiny tables from the part table" (:func:`colour_lut`) and "index them with
-the label map" (:func:`render_overlay`). Label values are 0 (background), k + 1 (slot k) and IGNORE_LABEL; the
-tables have K + 2 rows and IGNORE_LABEL is mapped onto the last row, so a 65 k-entry table is never built.
+the label map" (:func:`render_overlay`). Label values are 0 (background), k + 1 (slot k), IGNORE_LABEL ("don't
+care") and USER_LABEL_BASE + j (the person's own label j); the tables have K + 2 + U rows (row K + 1 is IGNORE_LABEL,
+row K + 2 + j user label j), so a 65 k-entry table is never built.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PySide6.QtGui import QImage
 
-from mpae_core.annotation.labels import IGNORE_LABEL
+from mpae_core.annotation.labels import IGNORE_LABEL, USER_LABEL_BASE
 from mpae_core.annotation.parts import PartTable
 
 if TYPE_CHECKING:  # PIL is only needed by pil_to_qimage's callers
@@ -53,6 +54,7 @@ class OverlayStyle:
     opacity: float = 0.5
     outline_only: bool = False
     hidden_slots: frozenset[int] = frozenset()
+    hidden_user_labels: frozenset[int] = frozenset()  # label values of the person's own labels not drawn
     heatmap: bool = False  # per-pixel model confidence instead of part colours
     show_ignored: bool = True
 
@@ -67,57 +69,66 @@ def _slot_hidden(parts: PartTable, slot: int, style: OverlayStyle) -> bool:
     return slot in style.hidden_slots or parts.root(slot) in style.hidden_slots
 
 
-def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
-    """uint8 [K + 2, 4] RGBA per label value: row 0 background, row k + 1 slot k, row K + 1 IGNORE_LABEL.
+def lut_rows(parts: PartTable) -> int:
+    """Rows of the lookup tables: background, K slots, don't care, then one per user label."""
+    return parts.num_parts + 2 + len(parts.user_labels)
 
-    Alpha already holds the style's opacity (255 in outline mode); hidden slots and background are transparent,
-    slots exported as background are a dim grey at half alpha (or transparent without ``show_ignored``). Use :func:`lut_indices`
-    to turn a label map into row numbers.
+
+def colour_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
+    """uint8 [K + 2 + U, 4] RGBA per row: row 0 background, row k + 1 slot k, row K + 1 IGNORE_LABEL, row K + 2 + j
+    user label j.
+
+    Alpha already holds the style's opacity (255 in outline mode); hidden labels and background are transparent,
+    parts and user labels exported as background are a dim grey at half alpha (or transparent without
+    ``show_ignored``). Use :func:`lut_indices` to turn a label map into row numbers.
     """
     k = parts.num_parts
     alpha = _base_alpha(style)
-    lut = np.zeros((k + 2, 4), dtype=np.uint8)
+    lut = np.zeros((lut_rows(parts), 4), dtype=np.uint8)
+    dim = (*IGNORED_SLOT_RGB, alpha // 2) if style.show_ignored else (0, 0, 0, 0)
     for slot in range(k):
-        if _slot_hidden(parts, slot, style):
-            continue
-        if parts.is_background(slot):
-            if style.show_ignored:
-                lut[slot + 1] = (*IGNORED_SLOT_RGB, alpha // 2)
-            continue
-        lut[slot + 1] = (*parts.display_color(slot), alpha)
+        if not _slot_hidden(parts, slot, style):
+            lut[slot + 1] = dim if parts.is_background(slot) else (*parts.display_color(slot), alpha)
     if style.show_ignored:
         lut[k + 1] = (*IGNORE_RGB, alpha)
+    for label in parts.user_labels:
+        if label.value not in style.hidden_user_labels:
+            lut[k + 2 + label.index] = dim if label.as_background else (*label.color, alpha)
     return lut
 
 
 def display_lut(parts: PartTable) -> np.ndarray:
-    """int32 [K + 2]: row → the label drawn there after merges (root slot + 1), so outlines skip merged seams."""
+    """int32 [K + 2 + U]: row → the label drawn there after merges (root slot + 1), so outlines skip merged seams."""
     k = parts.num_parts
-    lut = np.zeros(k + 2, dtype=np.int32)
+    lut = np.arange(lut_rows(parts), dtype=np.int32)
     for slot in range(k):
         lut[slot + 1] = parts.root(slot) + 1
-    lut[k + 1] = k + 1
     return lut
 
 
 def heat_lut(parts: PartTable, style: OverlayStyle) -> np.ndarray:
-    """bool [K + 2]: rows the heat map colours (visible part slots not exported as background)."""
-    k = parts.num_parts
-    lut = np.zeros(k + 2, dtype=bool)
-    for slot in range(k):
+    """bool [K + 2 + U]: rows the heat map colours (visible part slots not exported as background; a user label
+    keeps its colour: the model has no confidence for it)."""
+    lut = np.zeros(lut_rows(parts), dtype=bool)
+    for slot in range(parts.num_parts):
         lut[slot + 1] = not _slot_hidden(parts, slot, style) and not parts.is_background(slot)
     return lut
 
 
-def lut_indices(labels: np.ndarray, num_parts: int) -> np.ndarray:
-    """Label values → rows of the K + 2 tables: IGNORE_LABEL → K + 1, unknown values → 0 (drawn as background)."""
+def lut_indices(labels: np.ndarray, num_parts: int, num_user: int = 0) -> np.ndarray:
+    """Label values → rows of the K + 2 + U tables: IGNORE_LABEL → K + 1, user label j → K + 2 + j, unknown values
+    → 0 (drawn as background)."""
     labels = np.asarray(labels)
     if labels.size == 0 or (int(labels.max()) <= num_parts and (labels.dtype.kind == "u" or int(labels.min()) >= 0)):
         return labels
-    index = np.where(labels == IGNORE_LABEL, num_parts + 1, labels)
-    unknown = (index < 0) | (index > num_parts + 1)
+    index = labels.astype(np.int32)
+    user = (index >= USER_LABEL_BASE) & (index < USER_LABEL_BASE + num_user)
+    index[user] -= USER_LABEL_BASE - (num_parts + 2)
+    index[labels == IGNORE_LABEL] = num_parts + 1
+    unknown = (index < 0) | ((index > num_parts + 1) & ~user)
     if unknown.any():
-        logger.debug("Label map holds values beyond the part table's %d slots; drawn as background", num_parts)
+        logger.debug("Label map holds values beyond the part table's %d slots and %d user labels; drawn as "
+                     "background", num_parts, num_user)
         index[unknown] = 0
     return index
 
@@ -153,13 +164,12 @@ def render_overlay(labels: np.ndarray, parts: PartTable, style: OverlayStyle, co
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"A label map must be [H, W], got shape {labels.shape}.")
-    k = parts.num_parts
     colours = colour_lut(parts, style) if lut is None else lut
     y0, y1, x0, x1 = _normalise_box(box, labels.shape)
     pad = 1 if style.outline_only else 0
     py0, py1 = max(0, y0 - pad), min(labels.shape[0], y1 + pad)
     px0, px1 = max(0, x0 - pad), min(labels.shape[1], x1 + pad)
-    index = lut_indices(labels[py0:py1, px0:px1], k)
+    index = lut_indices(labels[py0:py1, px0:px1], parts.num_parts, len(parts.user_labels))
 
     rgba32 = np.ascontiguousarray(colours, dtype=np.uint8).view(np.uint32).reshape(-1)
     out = rgba32[index]  # [h, w] uint32: one lookup per pixel, four channels at once
@@ -179,7 +189,7 @@ def render_overlay(labels: np.ndarray, parts: PartTable, style: OverlayStyle, co
 
     if style.outline_only:
         display = display_lut(parts)
-        display = display.astype(np.uint8 if k + 1 < 256 else np.uint16)[index]
+        display = display.astype(np.uint8 if len(display) <= 256 else np.uint16)[index]
         out = np.where(_edges(display), out, np.uint32(0))
 
     out = out.view(np.uint8).reshape(out.shape + (4,))

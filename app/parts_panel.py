@@ -4,8 +4,9 @@ A slot means the same part in every image, so this panel edits the project's :cl
 folder. Every change goes through the table's own methods (which validate names and merges); the panel only shows
 the table, reports errors inline and tells the window through ``partsChanged`` so it can redraw and autosave.
 
-Rows: each root slot in slot order, followed by the slots merged into it (indented, greyed). Visibility is a view
-setting of this panel, not of the project: hiding a root hides its whole group.
+Rows: each root slot in slot order, followed by the slots merged into it (indented, greyed), each with its number
+(slot + 1, the key that paints with it). Visibility is a view setting of this panel, not of the project: hiding a root
+hides its whole group. Below the parts, the person's own labels (:mod:`app.user_labels_panel`).
 """
 from __future__ import annotations
 
@@ -14,21 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
-    QSize,
     Qt,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QFont, QIcon, QKeySequence, QPainter, QPixmap
+from PySide6.QtGui import QAction, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMenu,
     QTableView,
@@ -38,17 +36,26 @@ from PySide6.QtWidgets import (
 )
 
 from mpae_core.annotation import AnnotationProject
-from mpae_core.annotation.parts import PartTable
+from mpae_core.annotation.parts import PartTable, part_number
 
 from .icons import icon
+from .label_keys import label_number
+from .label_rows import (COL_BACKGROUND, COL_COLOR, COL_COUNT, COL_GALLERY, COL_NAME, COL_VISIBLE, NUMBER_TIP,
+                         LabelTableModel, panel_action, setup_label_view)
+from .label_rows import is_checked as _is_checked
+from .label_rows import swatch as _swatch
+from .user_labels_panel import UserLabelsPanel
 
 logger = logging.getLogger(__name__)
 
-COL_COLOR, COL_NAME, COL_VISIBLE, COL_BACKGROUND, COL_COUNT, COL_GALLERY = range(6)
-HEADERS = ("", "Part", "", "As bg", "Images", "")
-HEADER_TIPS = ("Colour (double-click to change)", "Part name, the same in every image (F2 to rename)",
-               "Show or hide the part's overlay", "Export as background: the part's pixels are written as background (0) (Del or I)",
-               "Number of images the part appears in (double-click for its gallery)", "Show the part's gallery")
+__all__ = ["COL_BACKGROUND", "COL_COLOR", "COL_COUNT", "COL_GALLERY", "COL_NAME", "COL_VISIBLE", "PartsModel",
+           "PartsPanel"]
+HEADERS = ("#", "Part", "", "As bg", "Images", "")
+HEADER_TIPS = (NUMBER_TIP, "Part name, the same in every image (F2 to rename)",
+               "Show or hide the part's overlay", "Export as background: the part's pixels are written as background "
+               "(0) (Del or I)",
+               "Number of images the part appears in, hand edits included (double-click for its gallery)",
+               "Show the part's gallery")
 
 
 @dataclass(frozen=True)
@@ -63,34 +70,10 @@ class _Row:
         return self.slot != self.root
 
 
-def _swatch(color: tuple[int, int, int], size: int = 16, faded: bool = False) -> QIcon:
-    """A rounded colour square, so the row's colour matches the overlay at a glance."""
-    pixmap = QPixmap(size, size)
-    pixmap.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    fill = QColor(*color)
-    if faded:
-        fill.setAlpha(110)
-    painter.setBrush(fill)
-    painter.setPen(QColor(0, 0, 0, 120))
-    painter.drawRoundedRect(1, 1, size - 2, size - 2, 3, 3)
-    painter.end()
-    return QIcon(pixmap)
-
-
-def _is_checked(value: Any) -> bool:
-    """A check state from a view (int or Qt.CheckState) or a plain bool from code."""
-    if isinstance(value, bool):
-        return value
-    try:
-        return Qt.CheckState(value) == Qt.CheckState.Checked
-    except ValueError:
-        return bool(value)
-
-
-class PartsModel(QAbstractTableModel):
+class PartsModel(LabelTableModel):
     """The part table as rows for a view; ``setData`` forwards to PartTable and reports refusals via ``error``."""
+
+    HEADERS, HEADER_TIPS = HEADERS, HEADER_TIPS
 
     #: A change the PartTable refused (its message says why); the old value stays.
     error = Signal(str)
@@ -108,15 +91,6 @@ class PartsModel(QAbstractTableModel):
         self.read_only = False  # the project is read-only here: the table can be looked at, not changed
 
     # ----- data source --------------------------------------------------------------------------------------------
-    @property
-    def parts(self) -> PartTable | None:
-        return None if self._project is None else self._project.parts
-
-    def set_project(self, project: AnnotationProject | None) -> None:
-        self._project = project
-        self._hidden.clear()
-        self.reload()
-
     def reload(self) -> None:
         """Re-read rows and counts from the project (after any table change or new predictions)."""
         self.beginResetModel()
@@ -142,7 +116,7 @@ class PartsModel(QAbstractTableModel):
         if groups:
             group_counts = dict.fromkeys(groups, 0)
             for record in project.records():
-                if record.has_prediction and record.present:
+                if (record.has_prediction or record.has_edits) and record.present:  # hand edits count too
                     present = set(record.present)
                     for root, members in groups.items():
                         if present & members:
@@ -186,23 +160,6 @@ class PartsModel(QAbstractTableModel):
         self.hiddenChanged.emit(self.hidden_slots())
 
     # ----- Qt model -----------------------------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(HEADERS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return HEADER_TIPS[section]
-        if role == Qt.ItemDataRole.DecorationRole:
-            return {COL_VISIBLE: icon("visible"), COL_GALLERY: icon("gallery")}.get(section)
-        return None
-
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
@@ -223,9 +180,11 @@ class PartsModel(QAbstractTableModel):
         hidden = row.root in self._hidden
         as_background = parts.is_background(row.root)
         if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_COLOR:
+                return label_number(row.slot + 1)
             if col == COL_NAME:
                 if row.is_member:
-                    return f"↳ {entry.name} (slot {row.slot + 1})"
+                    return f"↳ {entry.name} (part {part_number(row.slot)})"
                 return entry.name
             if col == COL_COUNT:
                 return str(self._counts.get(row.slot, 0))
@@ -261,15 +220,16 @@ class PartsModel(QAbstractTableModel):
 
     def _tooltip(self, parts: PartTable, row: _Row, col: int, hidden: bool) -> str:
         if row.is_member:
-            return (f"Slot {row.slot + 1} ({parts[row.slot].name}) is merged into {parts.display_name(row.root)}; "
-                    "select it and press Un-merge to make it a part of its own again.")
+            return (f"Part {part_number(row.slot)} ({parts[row.slot].name}) is merged into part "
+                    f"{part_number(row.root)} ({parts.display_name(row.root)}); key {part_number(row.slot)} paints "
+                    "with the group; select it and press Un-merge to make it a part of its own again.")
         if col == COL_VISIBLE:
             return "Hidden: click to show" if hidden else "Visible: click to hide"
         if col in (COL_COUNT, COL_GALLERY):
             return f"{self._counts.get(row.slot, 0)} images show {parts.display_name(row.slot)}; click for its gallery"
         members = parts.members(row.slot)
-        slots = ", ".join(str(m + 1) for m in members)
-        return f"{parts.display_name(row.slot)}: model slot{'s' if len(members) > 1 else ''} {slots}"
+        numbers = ", ".join(str(part_number(m)) for m in members)
+        return f"Part {numbers} of the model: {parts.display_name(row.slot)}"
 
     def setData(self, index: QModelIndex | QPersistentModelIndex, value: Any,
                 role: int = Qt.ItemDataRole.EditRole) -> bool:
@@ -323,20 +283,9 @@ class PartsPanel(QWidget):
         self.model = PartsModel(self)
         self.view = QTableView(self)
         self.view.setModel(self.model)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        setup_label_view(self.view)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
-        self.view.verticalHeader().hide()
-        self.view.setShowGrid(False)
-        self.view.setAlternatingRowColors(True)
-        self.view.setIconSize(QSize(16, 16))
-        self.view.verticalHeader().setDefaultSectionSize(24)
-        header = self.view.horizontalHeader()
-        header.setHighlightSections(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(26)
+        self.user_labels = UserLabelsPanel(self)
 
         self._build_actions()
         self.merge_button = self._tool_button(self.act_merge)
@@ -359,7 +308,11 @@ class PartsPanel(QWidget):
         layout.setSpacing(4)
         layout.addLayout(buttons)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.user_labels)
         layout.addWidget(self.error_label)
+        self.addAction(self.user_labels.act_add)  # Ctrl+Shift+N anywhere in the panel
+        self.user_labels.labelsChanged.connect(self._user_labels_changed)
+        self.user_labels.error.connect(self._show_error)
 
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(
@@ -395,17 +348,7 @@ class PartsPanel(QWidget):
 
     def _panel_action(self, text: str, slot: Any, tip: str, keys: list[str], icon_name: str | None = None,
                       icon_text: str | None = None) -> QAction:
-        action = QAction(text, self.view)
-        if icon_name:
-            action.setIcon(icon(icon_name))
-        action.setIconText(icon_text or text)
-        action.setShortcuts([QKeySequence(k) for k in keys])
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        shortcuts = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
-        action.setToolTip(f"{tip} ({shortcuts})")
-        action.triggered.connect(lambda _checked=False: slot())
-        self.view.addAction(action)
-        return action
+        return panel_action(self.view, text, slot, tip, keys, icon_name, icon_text)
 
     def _tool_button(self, action: QAction) -> QToolButton:
         button = QToolButton(self)
@@ -416,7 +359,7 @@ class PartsPanel(QWidget):
     def shortcut_actions(self) -> list[QAction]:
         """The panel's commands (their shortcuts work while the part list has the focus)."""
         return [self.act_rename, self.act_color, self.act_merge, self.act_unmerge, self.act_background,
-                self.act_visibility, self.act_gallery]
+                self.act_visibility, self.act_gallery, *self.user_labels.shortcut_actions()]
 
     def context_menu(self, pos: QPoint) -> QMenu:
         """The menu for a right-click at ``pos`` (viewport coordinates): a click outside the selection selects the
@@ -427,7 +370,7 @@ class PartsPanel(QWidget):
             self.select_slot(slot)
         menu = QMenu(self)
         for action in (self.act_rename, self.act_color, None, self.act_merge, self.act_unmerge, None,
-                       self.act_background, self.act_visibility, self.act_gallery):
+                       self.act_background, self.act_visibility, self.act_gallery, None, self.user_labels.act_add):
             menu.addSeparator() if action is None else menu.addAction(action)
         return menu
 
@@ -437,6 +380,7 @@ class PartsPanel(QWidget):
         self._project = project
         self._clear_error()
         self.model.set_project(project)
+        self.user_labels.set_project(project)
         self._sync_active()
         self._last_hidden = self.hidden_slots()
         self.visibilityChanged.emit(self._last_hidden)
@@ -448,6 +392,7 @@ class PartsPanel(QWidget):
         self.model.reload()
         self._reselect(selected, current)
         self._update_buttons()
+        self.user_labels.refresh()
 
     def hidden_slots(self) -> frozenset[int]:
         return self.model.hidden_slots()
@@ -493,7 +438,8 @@ class PartsPanel(QWidget):
         sources = [s for s in selected if parts.root(s) != parts.root(target)]
         if self._apply(lambda: parts.merge(sources, target)):
             self.select_slot(target)
-            logger.info("Merged slots %s into slot %d", sources, target)
+            logger.info("Merged parts %s into part %d", ", ".join(str(part_number(s)) for s in sources),
+                        part_number(target))
 
     def unmerge_selected(self) -> None:
         """Un-merge selected member rows; a selected root with members splits its whole group."""
@@ -573,6 +519,11 @@ class PartsPanel(QWidget):
         self.partsChanged.emit()
         self._emit_visibility()
         self._sync_active()
+
+    def _user_labels_changed(self) -> None:
+        """A user label was added, renamed, recoloured, flagged or removed: the window redraws and saves."""
+        self._clear_error()
+        self.partsChanged.emit()
 
     def _emit_visibility(self) -> None:
         """visibilityChanged only when the hidden set really changed (merges can change it too)."""

@@ -20,7 +20,6 @@ from mpae_core.annotation import AnnotationProject, FileState, ImageRecord, Imag
 from mpae_core.annotation.project import find_project_dir
 from mpae_core.annotation.edits import EditLayer
 from mpae_core.errors import MPAEError
-from mpae_core.inference import PartPrediction
 
 from . import dialogs
 from .autosave import ProjectSaver
@@ -38,6 +37,7 @@ from .theme import apply_theme
 from .welcome import WelcomePanel
 from .workers import FileChecker, ModelLoadWorker, PredictionWorker
 from .window_editing import EditingMixin
+from .window_annotate import PAINT_KEY_ROWS, AnnotateMixin
 from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
@@ -48,7 +48,7 @@ FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
 
-class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWindow):
+class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
     imageShown = Signal(str)  # the image became the current one (its pixels follow: displayReady)
@@ -66,7 +66,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.session = ModelSession()
         self._closing = False
         self.current: str | None = None
-        self._layer: EditLayer | None = None  # the current image's edit layer (when it has a prediction)
+        self._layer: EditLayer | None = None  # the current image's edit layer (None while it is read from disk)
         self._load_thread: QThread | None = None
         self._load_worker: ModelLoadWorker | None = None
         self._predict_thread: QThread | None = None
@@ -177,6 +177,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self.resizeDocks([self.files_dock, self.parts_dock], [300, 340], Qt.Horizontal)
         self.resizeDocks([self.gallery_dock], [260], Qt.Vertical)
         self._install_first_hour()
+        self._install_annotate()
 
     def _build_read_only_banner(self) -> None:
         """A bar above the views, shown while the project is read-only (another window holds it)."""
@@ -352,8 +353,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         self._check_shown_file(relpath)
         self.current = relpath
         self._select_in_list(relpath)
-        prediction, self._layer = self._annotation_of(relpath)
-        self.display.show(relpath, self.project.image_path(relpath), prediction, self._layer)
+        self.display.show(relpath, self.project.image_path(relpath), self._labels_of(relpath))
         self._update_actions()
         self.imageShown.emit(relpath)
 
@@ -361,18 +361,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
         """(Re)compose the current image's labels from its prediction and edits, in the background."""
         if self.project is None or self.current is None:
             return
-        prediction, self._layer = self._annotation_of(self.current)
-        self.display.show_labels(prediction, self._layer)
-
-    def _annotation_of(self, relpath: str) -> tuple[PartPrediction | None, EditLayer | None]:
-        """An image's stored prediction and, with one, its edit layer (small reads: logits and the layer's file)."""
-        try:
-            prediction = self.project.prediction(relpath)  # type: ignore[union-attr]
-            if prediction is not None:
-                return prediction, self.project.edits(relpath)  # type: ignore[union-attr]
-        except MPAEError as exc:
-            self.statusBar().showMessage(str(exc), 10000)
-        return None, None
+        self.display.show_labels(self._labels_of(self.current))
 
     def _on_photo_failed(self, relpath: str, message: str) -> None:
         self.statusBar().showMessage(message, 10000)
@@ -462,7 +451,7 @@ class MainWindow(MenusMixin, ModelMixin, EditingMixin, FirstHourMixin, QMainWind
 
     def show_shortcuts(self) -> None:
         panels = {"parts list": self.parts_panel.shortcut_actions()}
-        dialogs.ShortcutsDialog(self._actions, self, sections=panels).exec()
+        dialogs.ShortcutsDialog(self._actions, self, sections=panels, rows=PAINT_KEY_ROWS).exec()
 
     def set_theme(self, theme: str) -> None:
         self.settings.theme = theme

@@ -6,10 +6,6 @@ import dataclasses
 from PySide6.QtCore import QSignalBlocker
 
 from mpae_core.annotation import ImageStatus
-from mpae_core.annotation.labels import BACKGROUND, IGNORE_LABEL
-
-from .icons import icon
-
 
 
 class EditingMixin:
@@ -49,20 +45,13 @@ class EditingMixin:
         self.gallery.show_part(self.project, slot)
 
     def _fill_paint_labels(self) -> None:
-        """Paint choices: background, each root part by name, don't care; keeps the current choice."""
+        """Paint choices: background, each root part, the person's own labels, don't care, each with its number;
+        keeps the current choice."""
         current = self.paint_label.currentData()
         if self.paint_label.count() <= 2:  # only background/don't care so far: the first part is the better default
             current = None
         with QSignalBlocker(self.paint_label):
-            self.paint_label.clear()
-            self.paint_label.addItem("Background", BACKGROUND)
-            parts = self.project.parts if self.project is not None else None
-            if parts is not None:
-                for slot in range(parts.num_parts):
-                    if parts.root(slot) == slot and not parts.is_background(slot):
-                        self.paint_label.addItem(icon("brush", "#%02x%02x%02x" % tuple(parts.display_color(slot))),
-                                                 parts.display_name(slot), slot + 1)
-            self.paint_label.addItem("Don't care (255)", IGNORE_LABEL)
+            self.paint_label.set_choices(self.project.parts if self.project is not None else None)
             index = self.paint_label.findData(current)
             self.paint_label.setCurrentIndex(index if index >= 0 else min(1, self.paint_label.count() - 1))
         self.canvas.set_active_label(self.paint_label.currentData())
@@ -86,6 +75,7 @@ class EditingMixin:
     def set_tool(self, name: str) -> None:
         self.tool_actions[name].setChecked(True)
         self.canvas.set_tool(name)
+        self.statusBar().showMessage(self._tool_status(name), 8000)
 
     def _on_hover(self, text: str) -> None:
         self.hover_label.setText(text)

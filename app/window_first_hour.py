@@ -18,6 +18,7 @@ from mpae_core.errors import MPAEError
 
 from .file_list import RelpathRole
 from .icons import icon
+from .label_keys import label_key, painted_value
 
 REVIEWABLE = (ImageStatus.PREDICTED, ImageStatus.EDITED, ImageStatus.REVIEWED)
 
@@ -148,6 +149,8 @@ class FirstHourMixin:
         """Open the image, then clear its edits as Edit ▸ Clear edits does: undoable, and in plain sight."""
         self.show_image(relpath)
         if self.current == relpath:
+            if self._layer is None and self.project.record(relpath).has_edits:
+                self._layer = self.project.edits(relpath)  # still on its way from disk: read it now, once
             self.clear_edits()
 
     # ================================================================================================ canvas menu
@@ -165,7 +168,9 @@ class FirstHourMixin:
                            "(under the cursor)", lambda: self.paint_label.setCurrentIndex(picked))
         labels = menu.addMenu("Paint with")
         for index in range(self.paint_label.count()):
-            action = labels.addAction(self.paint_label.itemIcon(index), self.paint_label.itemText(index),
+            key = label_key(self.paint_label.itemData(index)) or self.paint_label.item_number(index)
+            text = f"{self.paint_label.itemText(index)}\t{key}"  # the key in the menu's shortcut column
+            action = labels.addAction(self.paint_label.itemIcon(index), text,
                                       lambda i=index: self.paint_label.setCurrentIndex(i))
             action.setCheckable(True)
             action.setChecked(index == self.paint_label.currentIndex())
@@ -185,9 +190,6 @@ class FirstHourMixin:
         x, y = math.floor(scene.x()), math.floor(scene.y())
         if not (0 <= y < labels.shape[0] and 0 <= x < labels.shape[1]):
             return None
-        value = int(labels[y, x])
         parts = self.project.parts if self.project is not None else None
-        if parts is not None and 1 <= value <= parts.num_parts:
-            value = parts.root(value - 1) + 1  # a merged slot is painted as its group
-        index = self.paint_label.findData(value)
+        index = self.paint_label.findData(painted_value(parts, int(labels[y, x])))  # a merged slot: its group
         return index if index >= 0 else None

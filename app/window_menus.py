@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QToolBar
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QSlider, QSpinBox, QToolBar
 
 
 from . import dialogs
 from .icons import icon
 from .model_session import available_devices
+from .paint_combo import PaintLabelCombo
+from .window_annotate import TOOL_TEXTS
 
 
 
@@ -62,7 +64,8 @@ class MenusMixin:
                               tip="Mark the image reviewed (checked by a person)")
         self.act_clear_edits = a("Clear edits of this image", self.clear_edits, None)
         self.act_fit = a("Zoom to &fit", lambda: self.canvas.zoom_fit(), "F", "zoom_fit", tip="Fit the image")
-        self.act_actual = a("Zoom &100 %", lambda: self.canvas.zoom_actual(), "1", "zoom_actual", tip="Actual pixels")
+        self.act_actual = a("Zoom &100 %", lambda: self.canvas.zoom_actual(), "Ctrl+1", "zoom_actual",
+                            tip="Actual pixels (the number keys choose the paint label)")
         self.act_zoom_in = a("Zoom in", lambda: self.canvas.zoom_by(1.25), QKeySequence.ZoomIn, "zoom_in")
         self.act_zoom_out = a("Zoom out", lambda: self.canvas.zoom_by(0.8), QKeySequence.ZoomOut, "zoom_out")
         self.act_outline = a("&Outline only", self._on_style_toggles, "O", "outline", checkable=True,
@@ -77,14 +80,15 @@ class MenusMixin:
 
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
-        for name, text, key in (("pan", "Pan", "P"), ("brush", "Brush", "B"), ("eraser", "Eraser (back to "
-                                "prediction)", "E"), ("fill", "Fill", "G")):
-            action = a(text, lambda _=False, n=name: self.set_tool(n), key, name, checkable=True, tip=text)
+        for name, key in (("pan", "P"), ("brush", "B"), ("eraser", "E"), ("fill", "G")):
+            text, tip = TOOL_TEXTS[name]
+            action = a(text, lambda _=False, n=name: self.set_tool(n), key, name, checkable=True, tip=tip)
             self.tool_group.addAction(action)
             self.tool_actions[name] = action
         self.tool_actions["pan"].setChecked(True)
         self.act_bigger = a("Bigger brush", lambda: self.brush_size.stepBy(2), "]")
         self.act_smaller = a("Smaller brush", lambda: self.brush_size.stepBy(-2), "[")
+        self._build_paint_key_actions()
 
     def _build_menus_and_toolbars(self) -> None:
         menu = self.menuBar()
@@ -157,8 +161,9 @@ class MenusMixin:
         self.brush_size.valueChanged.connect(self._on_brush_size)
         tools.addWidget(self.brush_size)
         tools.addWidget(QLabel(" Paint "))
-        self.paint_label = QComboBox()
-        self.paint_label.setToolTip("The part the brush and fill paint with")
+        self.paint_label = PaintLabelCombo()
+        self.paint_label.setToolTip("The label the brush and fill paint with: keys 1–9 the parts, Shift+1–9 your "
+                                    "labels, 0 background, - don't care")
         self.paint_label.setMinimumContentsLength(14)
         self.paint_label.currentIndexChanged.connect(self._on_paint_label)
         tools.addWidget(self.paint_label)

@@ -249,7 +249,7 @@ def test_gallery_tiles_only_where_part_present(qtbot, predicted_project):
     qtbot.waitUntil(lambda: not gallery.is_busy(), timeout=5000)
     tiles = gallery.tile_relpaths()
     assert set(tiles) == present
-    assert gallery.title_label.text() == f"part_02 · {len(present)} images"
+    assert gallery.title_label.text() == f"2 part_02 · {len(present)} images"  # the panel's number first
     assert all(not gallery.grid.item(i).icon().isNull() for i in range(gallery.grid.count()))
 
     gallery.show()
@@ -276,7 +276,7 @@ def test_gallery_merged_group_broken_image_and_cancel(qtbot, predicted_project, 
     qtbot.waitUntil(lambda: not gallery.is_busy(), timeout=5000)
     either = {r.relpath for r in predicted_project.records() if {1, 3} & set(r.present)}
     assert set(gallery.tile_relpaths()) == either
-    assert gallery.title_label.text().startswith("part_02 · ")  # a member shows its group
+    assert gallery.title_label.text().startswith("2 part_02 · ")  # a member shows its group (number: its root)
     broken_items = [gallery.grid.item(i) for i in range(gallery.grid.count())
                     if gallery.grid.item(i).data(Qt.ItemDataRole.UserRole) == broken]
     assert broken_items and "cannot read" in broken_items[0].text()

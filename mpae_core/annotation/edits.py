@@ -154,6 +154,12 @@ class EditLayer:
         composed = self.composed(prediction_labels)
         box, inside = flood_region(composed, int(x), int(y))
         del composed
+        return self.fill_region(box, inside, label)
+
+    def fill_region(self, box: tuple[slice, slice], inside: np.ndarray, label: int) -> int:
+        """Set the pixels of ``box`` where ``inside`` is true to ``label`` (one undo step): a region that a view
+        flooded on the composed labels it already holds, e.g. to ask before a fill covers most of the image."""
+        self._check_label(label)
         return self._apply(box, lambda patch: np.copyto(patch, np.uint16(label), where=inside))
 
     def set_all(self, labels: np.ndarray) -> int:

@@ -244,37 +244,29 @@ class PartTable:
         return (0 <= value <= self.num_parts or value == IGNORE_LABEL
                 or USER_LABEL_BASE <= value < USER_LABEL_BASE + len(self._user))
 
-    def value_name(self, value: int) -> str:
-        """What a label value is called: background, a part's (merged) name, a user label, or don't care."""
+    def value_info(self, value: int) -> tuple[str, Color, bool]:
+        """Name, colour and "exported as background" of a label value: background, a part (after merges), a user
+        label, or don't care."""
         value = int(value)
         if value == 0:
-            return BACKGROUND_NAME
+            return BACKGROUND_NAME, BACKGROUND_COLOR, True
         if value == IGNORE_LABEL:
-            return DONT_CARE_NAME
+            return DONT_CARE_NAME, IGNORE_COLOR, False
         if value >= USER_LABEL_BASE:
-            return self.user_label(value).name
-        return self.display_name(value - 1)
+            label = self.user_label(value)
+            return label.name, label.color, label.as_background
+        root = self._slots[self.root(value - 1)]
+        return root.name, root.color, root.as_background
+
+    def value_name(self, value: int) -> str:
+        return self.value_info(value)[0]
 
     def value_color(self, value: int) -> Color:
-        value = int(value)
-        if value == 0:
-            return BACKGROUND_COLOR
-        if value == IGNORE_LABEL:
-            return IGNORE_COLOR
-        if value >= USER_LABEL_BASE:
-            return self.user_label(value).color
-        return self.display_color(value - 1)
+        return self.value_info(value)[1]
 
     def value_is_background(self, value: int) -> bool:
         """True when pixels of this label value export as background (0 itself, or a part/user label so marked)."""
-        value = int(value)
-        if value == 0:
-            return True
-        if value == IGNORE_LABEL:
-            return False
-        if value >= USER_LABEL_BASE:
-            return self.user_label(value).as_background
-        return self.is_background(value - 1)
+        return self.value_info(value)[2]
 
     def label_names(self) -> list[str]:
         """Every name in use (root parts and user labels): new labels must not repeat one."""

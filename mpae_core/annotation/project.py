@@ -93,6 +93,9 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         self._write_lock = threading.Lock()  # orders the writes of one file made on two threads (see _commit)
         self._write_seq = itertools.count()
         self._written_seq: dict[Path, int] = {}
+        self._layer_seqs: dict[str, int] = {}  # relpath → the last write of its edit layer handed out
+        #: Layers that left the cache while their file was still being written: until it lands they are the truth.
+        self._leaving: dict[str, EditLayer] = {}
         self._lock = ProjectLock(self.project_dir)
         #: Why this project cannot be written (another process holds it), or None when it can.
         self.read_only: str | None = None
@@ -192,7 +195,8 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         """Whether anything is waiting to be written (index, part table or an edit layer)."""
         if self._dirty or (self._parts is not None and self._parts.to_dict() != self._saved_parts):
             return True
-        return any(self._saved_versions.get(id(layer)) != layer.version for layer in self._edit_cache.values())
+        return any(self._saved_versions.get(id(layer)) != layer.version
+                   for layer in [*self._edit_cache.values(), *self._leaving.values()])
 
     def save(self) -> None:
         """Write unsaved edit layers, then the index; every file atomically, untouched files are not rewritten.
@@ -215,7 +219,7 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
                 raise MPAEError(f"Cannot save '{self.project_dir}': {self.read_only}.")
             return []
         self._refresh_present()
-        jobs = [job for relpath, layer in list(self._edit_cache.items())
+        jobs = [job for relpath, layer in [*self._edit_cache.items(), *self._leaving.items()]
                 if (job := self._layer_job(relpath, layer)) is not None]
         parts = None if self._parts is None else self._parts.to_dict()
         if not self._dirty and parts == self._saved_parts and self.index_path.exists():

@@ -44,16 +44,40 @@ class ProjectEditsMixin:
         if layer is not None:
             self._edit_cache.move_to_end(record.relpath)
             return layer
-        layer = self._load_layer(record)
-        self._saved_versions[id(layer)] = layer.version
-        layer.on_change = lambda changed, rel=record.relpath: self._layer_changed(rel, changed)
-        self._cache_layer(record.relpath, layer)
-        return layer
+        layer = self._leaving.pop(record.relpath, None)
+        if layer is not None:  # back before its file was written: the layer itself is the newest state
+            self._cache_layer(record.relpath, layer)
+            return layer
+        return self._adopt_layer(record.relpath, self._load_layer(record))
+
+    def edits_loader(self, relpath: str | os.PathLike) -> Callable[[], EditLayer] | None:
+        """How to read the image's stored edit layer off the GUI thread, or None when :meth:`edits` is cheap (the
+        layer is cached, or nothing is stored). The function touches no project state, so any thread may run it
+        (a 12 MP layer takes ~0.1 s to decode); hand its layer to :meth:`install_edit_layer` on this thread."""
+        record = self._record(relpath)
+        if self._known_layer(record.relpath) is not None or not record.has_edits:
+            return None
+        size, path = record.size, self._edit_file(record.relpath)
+        num_parts = None if self._parts is None else self._parts.num_parts
+        return lambda: _layer_from_file(record.relpath, size, path, num_parts, expected=True)
+
+    def install_edit_layer(self, relpath: str | os.PathLike, layer: EditLayer) -> EditLayer:
+        """The image's edit layer from now on: ``layer`` (read by :meth:`edits_loader`'s function), unless
+        :meth:`edits` cached one meanwhile, which is then newer and is returned instead."""
+        record = self._record(relpath)
+        if self._known_layer(record.relpath) is not None:
+            return self.edits(record.relpath)
+        if layer.size != record.size:
+            raise MPAEError(f"The edit layer read for '{record.relpath}' no longer fits it (its size changed "
+                            "meanwhile); show the image again.")
+        if self._parts is not None:
+            layer.num_parts = self._parts.num_parts  # the table may have taken a model's slots meanwhile
+        return self._adopt_layer(record.relpath, layer)
 
     def clear_edits(self, relpath: str | os.PathLike) -> None:
         """Drop every edit of the image (undoable on its layer until saved)."""
         record = self._record(relpath)
-        if record.has_edits or record.relpath in self._edit_cache:
+        if record.has_edits or self._known_layer(record.relpath) is not None:
             self.edits(record.relpath).clear()
 
     def label_map(self, relpath: str | os.PathLike) -> np.ndarray:
@@ -61,13 +85,13 @@ class ProjectEditsMixin:
         (background under the edits of an image that was never predicted)."""
         record = self._record(relpath)
         prediction = self.prediction(record.relpath)
+        layer = self._known_layer(record.relpath)
         if prediction is not None:
             base = prediction.label_map()
-        elif (record.has_edits or record.relpath in self._edit_cache) and record.size is not None:
+        elif (record.has_edits or layer is not None) and record.size is not None:
             base = np.zeros(record.size, dtype=np.uint8)
         else:
             raise MPAEError(f"'{record.relpath}' has no prediction or edits yet; predict or paint it first.")
-        layer = self._edit_cache.get(record.relpath)
         if layer is None and record.has_edits:
             layer = self._load_layer(record)  # read for this call only, not cached: exports walk every image
         return base.astype(np.uint16) if layer is None else layer.composed(base)
@@ -92,40 +116,52 @@ class ProjectEditsMixin:
 
     def _check_user_label_unused(self, value: int) -> None:
         for record in self._records.values():
-            if record.has_edits or record.relpath in self._edit_cache:
-                layer = self._edit_cache.get(record.relpath) or self._load_layer(record)
+            layer = self._known_layer(record.relpath)
+            if layer is not None or record.has_edits:
+                layer = layer if layer is not None else self._load_layer(record)
                 if np.any(layer.data == value):
                     raise ValueError(f"'{self._parts.value_name(value)}' is painted on '{record.relpath}'; "  # type: ignore[union-attr]
                                      "paint over it first, or keep the label.")
+
+    def _known_layer(self, relpath: str) -> EditLayer | None:
+        """The image's layer in memory: cached, or gone from the cache while its file is still being written."""
+        layer = self._edit_cache.get(relpath)
+        return layer if layer is not None else self._leaving.get(relpath)
+
+    def _write_pending(self, relpath: str) -> bool:
+        """Whether the last write of the image's layer that was handed out has not landed (or failed)."""
+        return self._written_seq.get(self._edit_file(relpath), -1) < self._layer_seqs.get(relpath, -1)
 
     def _edit_file(self, relpath: str) -> Path:
         return self.project_dir / "edits" / f"{relpath}.png"
 
     def _load_layer(self, record: ImageRecord) -> EditLayer:
-        if record.size is None:
-            raise MPAEError(f"'{record.relpath}' has no known size yet; open or predict it before editing.")
         num_parts = None if self._parts is None else self._parts.num_parts
-        path = self._edit_file(record.relpath)
-        if not path.is_file():
-            if record.has_edits:
-                logger.warning("The edits of %s are missing (%s); starting from the prediction", record.relpath, path)
-            return EditLayer(record.size, num_parts=num_parts)
-        data = read_uint16_png(path)
-        try:
-            return EditLayer(record.size, data, num_parts=num_parts)
-        except ValueError as exc:
-            raise MPAEError(f"The edit layer '{path}' does not fit '{record.relpath}': {exc} Delete it to drop that "
-                            "image's edits.") from exc
+        return _layer_from_file(record.relpath, record.size, self._edit_file(record.relpath), num_parts,
+                                expected=record.has_edits)
+
+    def _adopt_layer(self, relpath: str, layer: EditLayer) -> EditLayer:
+        """Cache a layer read from disk as the image's one; the project follows its changes from now on."""
+        self._saved_versions[id(layer)] = layer.version
+        layer.on_change = lambda changed, rel=relpath: self._layer_changed(rel, changed)
+        self._cache_layer(relpath, layer)
+        return layer
 
     def _cache_layer(self, relpath: str, layer: EditLayer) -> None:
         self._edit_cache[relpath] = layer
         self._edit_cache.move_to_end(relpath)
+        self._leaving.pop(relpath, None)
         while len(self._edit_cache) > self.edit_cache_size:
             old_relpath, old = self._edit_cache.popitem(last=False)
             job = self._layer_job(old_relpath, old)  # its undo history goes with it
             if job is not None:
                 job()
+            elif self._write_pending(old_relpath):  # the saver still writes it: reading the file now would be stale
+                self._leaving[old_relpath] = old
+                continue
             self._saved_versions.pop(id(old), None)  # a view still holding it re-enters the cache on its next change
+        for landed in [r for r in self._leaving if not self._write_pending(r)]:
+            self._saved_versions.pop(id(self._leaving.pop(landed)), None)
 
     def _layer_changed(self, relpath: str, layer: EditLayer) -> None:
         cached = self._edit_cache.get(relpath)
@@ -150,7 +186,7 @@ class ProjectEditsMixin:
                 base = prediction.label_map(SUMMARY_SIZE).astype(np.uint16)
             else:
                 base = np.zeros(SUMMARY_SIZE, dtype=np.uint16)
-            layer = self._edit_cache.get(record.relpath)
+            layer = self._known_layer(record.relpath)
             if layer is None and record.has_edits:  # its layer left the cache (written then): read it back
                 layer = self._load_layer(record)
             if layer is not None and layer.has_edits:
@@ -170,7 +206,26 @@ class ProjectEditsMixin:
         self._saved_versions[id(layer)] = layer.version
         path = self._edit_file(relpath)
         seq = next(self._write_seq)  # a later job of this file wins, whichever thread finishes first
+        self._layer_seqs[relpath] = seq
         if layer.has_edits:
             data = layer.data.copy()
             return lambda: write_uint16_png(path, data, commit=lambda tmp: self._commit(path, seq, tmp))
         return lambda: self._commit(path, seq, None)
+
+
+def _layer_from_file(relpath: str, size: tuple[int, int] | None, path: Path, num_parts: int | None, *,
+                     expected: bool) -> EditLayer:
+    """An image's edit layer as stored at ``path`` (an empty one when there is no file; ``expected``: the index says
+    there should be one). Pure: no project state, so a worker thread may call it."""
+    if size is None:
+        raise MPAEError(f"'{relpath}' has no known size yet; open or predict it before editing.")
+    if not path.is_file():
+        if expected:
+            logger.warning("The edits of %s are missing (%s); starting from the prediction", relpath, path)
+        return EditLayer(size, num_parts=num_parts)
+    data = read_uint16_png(path)
+    try:
+        return EditLayer(size, data, num_parts=num_parts)
+    except ValueError as exc:
+        raise MPAEError(f"The edit layer '{path}' does not fit '{relpath}': {exc} Delete it to drop that image's "
+                        "edits.") from exc
