@@ -398,7 +398,7 @@ class RefineDialog(QDialog):
         if elapsed:
             how += f" in {elapsed}"
         corrected = plural(int(result.get("corrected_images", 0)), "corrected image")
-        text = f"{how} from {corrected}. New model '{name}' is saved in the project's models folder and loaded."
+        text = f"{how} from {corrected}. New model '{name}' is saved in the project's models folder."
         before, after = result.get("agreement_before"), result.get("agreement_after")
         if isinstance(before, (int, float)) and isinstance(after, (int, float)):
             text += f"\nAgreement with your corrections: {before:.1f} % before, {after:.1f} % now."
@@ -409,6 +409,10 @@ class RefineDialog(QDialog):
         """After a new model: offer to re-predict the ``count`` images nobody edited or reviewed (Later closes)."""
         self.repredict_button.setText(f"Re-predict {plural(count, 'unreviewed image')}" if count else
                                       "No unreviewed images to re-predict")
+        waiting = (f"{plural(count, 'image')} that nobody edited or reviewed still "
+                   f"{'shows' if count == 1 else 'show'} the old model's masks." if count else
+                   "Every predicted image is edited or reviewed: nothing to re-predict.")
+        self._set_status(f"{self.status_label.text()}\nThe new model is loaded. {waiting}")
         self.repredict_button.setEnabled(count > 0)
         self.repredict_button.setDefault(count > 0)
         self.repredict_button.show()
