@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox,
-                               QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from .dialogs import button_row, command_row, dismiss_button, info_label, log_view
+from .dialogs import button_row, command_row, dismiss_button, info_label
 from .icons import icon
 from .loss_plot import LossPlot
-from .run_process import DEVICES, PROJECT_ROOT, RunProcess, training_command
-from .training_output import format_command, format_duration, loss_terms, progress_summary
+from .run_dialog import RunDialog
+from .training_output import format_command, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def refine_run_dir(runs_dir: str | os.PathLike, project_folder: str | os.PathLik
     return Path(runs_dir) / f"refine-{name or 'project'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-class RefineDialog(QDialog):
+class RefineDialog(RunDialog):
     """Start, follow, stop or cancel one refinement of the open project's model, then offer to re-predict.
 
     ``project`` is the project folder (``.mpae``); ``checkpoint`` the model to refine (None: the project's);
@@ -75,13 +74,16 @@ class RefineDialog(QDialog):
     refineFinished = Signal(int)
     modelRefined = Signal(dict)
     repredictRequested = Signal()
+    CLOSE_QUESTION = ("Refinement is running",
+                      "The refinement is still running. Cancel it and close? No model is written.")
 
     def __init__(self, parent: QWidget | None = None, *, project: str | os.PathLike,
                  checkpoint: str | os.PathLike | None, edited: int, reviewed: int, runs_dir: str | os.PathLike,
                  device: str = "auto", backbone_weights: str | None = None, python: str = sys.executable,
                  command_prefix: Sequence[str] | None = None, extra_env: dict[str, str] | None = None,
                  working_dir: str | os.PathLike | None = None, stop_timeout_s: float = STOP_TIMEOUT_S) -> None:
-        super().__init__(parent)
+        super().__init__(parent, python=python, command_prefix=command_prefix, extra_env=extra_env,
+                         working_dir=working_dir, stop_timeout_s=stop_timeout_s)
         self.setWindowTitle("Improve the model from your corrections")
         self.setWindowIcon(icon("refine"))
         self.resize(820, 640)
@@ -89,16 +91,8 @@ class RefineDialog(QDialog):
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.backbone_weights = backbone_weights
         self._runs_dir = Path(runs_dir)
-        self._command_prefix = list(command_prefix) if command_prefix else training_command(python)
-        self._extra_env = dict(extra_env or {})
-        self._working_dir = Path(working_dir) if working_dir is not None else PROJECT_ROOT
-        self._stop_timeout_s = stop_timeout_s
-        self._run: RunProcess | None = None
         self._run_dir = refine_run_dir(self._runs_dir, self.project)
-        self._last_record: dict[str, Any] | None = None
-        self._exit_code: int | None = None
         self.result: dict[str, Any] | None = None
-        self._close_when_ended = False
         self._build(edited, reviewed, device)
         self._clock = QTimer(self, interval=1000, timeout=self._show_elapsed)
         self._update_command()
@@ -122,11 +116,7 @@ class RefineDialog(QDialog):
         self.steps_spin.setRange(1, 100000)
         self.steps_spin.setValue(DEFAULT_STEPS)
         self.steps_spin.setToolTip("Optimiser steps; Stop ends earlier and keeps what was learned.")
-        self.device_combo = QComboBox()
-        self.device_combo.setEditable(True)
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.setCurrentText(device or "auto")
-        self.device_combo.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
+        self.device_combo = self._device_combo(device)
         row = QHBoxLayout()
         row.addWidget(self.steps_spin)
         row.addWidget(QLabel("Device:"))
@@ -138,30 +128,11 @@ class RefineDialog(QDialog):
         self.command_edit, row = command_row("The command that Start runs; copy it to refine from a terminal instead.")
         form.addRow("Command:", row)
 
-        self.error_label = QLabel()
-        self.error_label.setObjectName("refine_error")
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #d83b3b;")
-        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_label.hide()
-
         self.plot = LossPlot(visible=REFINE_SERIES)
         self.plot.setToolTip("Loss of each step: 'supervised' is how far the model is from your corrections, "
                              "'mpae_total' the terms that keep parts consistent. Right-click for more curves.")
-        self.log_view = log_view()
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.plot)
-        splitter.addWidget(self.log_view)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setFormat("not started")
-        self.status_label = QLabel("Start refines the model; it takes a few minutes on a GPU.")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        splitter = self._build_shared(self.plot, "Start refines the model; it takes a few minutes on a GPU.",
+                                      log_stretch=1)
 
         self.start_button = QPushButton(icon("refine"), "Start")
         self.start_button.setDefault(True)
@@ -197,13 +168,6 @@ class RefineDialog(QDialog):
     def run_dir(self) -> Path:
         return self._run_dir
 
-    def is_running(self) -> bool:
-        return self._run is not None and self._run.is_running()
-
-    def exit_code(self) -> int | None:
-        """The last run's exit code (-1: crashed or never started), None before any run ended."""
-        return self._exit_code
-
     def command(self) -> list[str]:
         """The full command line that Start runs (ValueError: the extra arguments have an unclosed quote)."""
         args = [*self._command_prefix, "refine", "--project", str(self.project), "--out", str(self._run_dir),
@@ -217,13 +181,6 @@ class RefineDialog(QDialog):
             args += ["--device", device]
         return args + shlex.split(self.extra_edit.text(), posix=os.name != "nt")
 
-    def _update_command(self) -> None:
-        try:
-            self.command_edit.setText(format_command(self.command()))
-            self.command_edit.setCursorPosition(0)
-        except ValueError:
-            self.command_edit.setText("(the extra arguments have an unclosed quote)")
-
     def _update_buttons(self) -> None:
         running = self.is_running()
         stopping = running and (self._run.stop_requested or self._run.cancel_requested)
@@ -234,14 +191,6 @@ class RefineDialog(QDialog):
         self.stop_button.setEnabled(running and not stopping)
         self.cancel_run_button.setEnabled(running and not self._run.cancel_requested)
         self.close_button.setText("Later" if self.repredict_button.isVisible() else "Close")
-
-    def _show_error(self, message: str) -> None:
-        self.error_label.setText(message)
-        self.error_label.setVisible(bool(message))
-
-    def _set_status(self, message: str, *, ok: bool = True) -> None:
-        self.status_label.setText(message)
-        self.status_label.setStyleSheet("" if ok else "color: #d83b3b;")
 
     # ----- start ----------------------------------------------------------------------------------------------------
     def start(self) -> bool:
@@ -261,15 +210,9 @@ class RefineDialog(QDialog):
         self.plot.clear()
         self.log_view.clear()
         self.log_view.appendPlainText(f"$ {format_command(command)}")
-        run = RunProcess(self, working_dir=self._working_dir, extra_env=self._extra_env,
-                         stop_timeout_s=self._stop_timeout_s)
-        run.lines.connect(self._append_lines)
-        run.records.connect(self._take_records)
-        run.ended.connect(self._on_ended)
-        self._run = run
-        self.progress.setRange(0, 0)  # busy until the first step is logged
-        self.progress.setFormat("starting…")
-        self._set_status(f"Preparing: loading the model and reading the {plural(self.corrected_count, 'corrected image')}…")
+        run = self._new_run()
+        corrected = plural(self.corrected_count, 'corrected image')
+        self._set_status(f"Preparing: loading the model and reading the {corrected}…")
         if not run.start(command, self._run_dir):
             return False  # _on_ended said why
         self._clock.start()
@@ -278,28 +221,6 @@ class RefineDialog(QDialog):
         return True
 
     # ----- progress -------------------------------------------------------------------------------------------------
-    def _append_lines(self, lines: list[str], _from_stderr: bool) -> None:
-        for line in lines:
-            self.log_view.appendPlainText(line)
-
-    def _take_records(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            step = record.get("step")
-            if record.get("kind", "train") != "train" or not isinstance(step, (int, float)):
-                continue
-            for key, value in loss_terms(record).items():
-                self.plot.add_point(key, step, value)
-            self._last_record = record
-        self._update_progress()
-
-    def _update_progress(self) -> None:
-        if self._last_record is None or self._run is None:
-            return
-        fraction, text = progress_summary(self._last_record, self._run.config or {}, None, running=self.is_running())
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(int(min(max(fraction, 0.0), 1.0) * 1000))
-        self.progress.setFormat(text)
-
     def _show_elapsed(self) -> None:
         if self._run is None or not self.is_running():
             return
@@ -346,26 +267,16 @@ class RefineDialog(QDialog):
         elif run.cancel_requested or code == CANCELLED or (run.stop_requested and crashed):
             self._set_status("Cancelled: no model was written; the project is unchanged.")
         else:
-            self._show_error(self._refusal() or self._failure(crashed, code, elapsed))
+            self._show_error(self._refusal() or self._failure("The refinement", crashed, code, elapsed,
+                                                              "no model was written"))
             self._set_status("Nothing was changed.", ok=False)
-        self._finish_progress(result is not None)
+        self._finish_progress(result is not None and not result.get("stopped_early"))
         self.log_view.appendPlainText(self.status_label.text().splitlines()[0])
         self._update_buttons()
         self.refineFinished.emit(code)
         if result is not None:
             self.modelRefined.emit(result)
-        if self._close_when_ended:
-            self._close_when_ended = False
-            super().reject()
-
-    def _finish_progress(self, made_model: bool) -> None:
-        self._update_progress()  # drops the time-left estimate
-        if self.progress.maximum() == 0:
-            self.progress.setRange(0, 1000)
-        if made_model and not (self.result or {}).get("stopped_early"):
-            self.progress.setValue(1000)
-        if self.progress.format() in ("starting…", "not started"):
-            self.progress.setFormat("ended")
+        self._closed_after_run()
 
     def _read_result(self) -> dict[str, Any] | None:
         try:
@@ -382,11 +293,6 @@ class RefineDialog(QDialog):
             if line.startswith(ERROR_PREFIX):
                 return line[len(ERROR_PREFIX):].strip()
         return None
-
-    def _failure(self, crashed: bool, code: int, elapsed: str) -> str:
-        reason = "crashed" if crashed else f"failed (exit code {code})"
-        tail = "\n".join(self._run.stderr_tail[-4:] if self._run is not None else []) or "no error output"
-        return f"The refinement {reason} after {elapsed}; no model was written. Last messages:\n{tail}"
 
     @staticmethod
     def describe_result(result: dict[str, Any], elapsed: str = "") -> str:
@@ -423,20 +329,5 @@ class RefineDialog(QDialog):
         self.accept()
 
     # ----- closing --------------------------------------------------------------------------------------------------
-    def confirm_cancel(self) -> bool:
-        """Ask whether to cancel the running refinement before closing (tests replace this)."""
-        answer = QMessageBox.question(
-            self, "Refinement is running",
-            "The refinement is still running. Cancel it and close? No model is written.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def reject(self) -> None:
-        """Close (or Later); while refining, only after the person agreed to cancel (then once it has ended)."""
-        if self.is_running():
-            if self._close_when_ended or not self.confirm_cancel():
-                return
-            self._close_when_ended = True
-            self.cancel_run()
-            return
-        super().reject()
+    def _end_for_close(self) -> None:
+        self.cancel_run()  # closing keeps nothing: a half-refined model is not what anyone asked for

@@ -13,37 +13,20 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QSplitter,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSpinBox, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from mpae_core.errors import MissingWeights
 
-from .dialogs import FileField, button_row, command_row, dismiss_button, log_view, missing_weights_sentence
+from .dialogs import FileField, button_row, command_row, dismiss_button, missing_weights_sentence
 from .icons import icon
 from .loss_plot import LossPlot
-from .run_process import DEVICES, PROJECT_ROOT, RunProcess, training_command
+from .run_dialog import RunDialog
 from .settings import AppSettings
-from .training_output import (LAST_STATE, format_command, format_duration, loss_terms, progress_summary,
-                              run_checkpoint)
+from .training_output import LAST_STATE, format_command, format_duration, loss_terms, run_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +41,7 @@ EVAL_SERIES = ("nmi", "ari")
 
 
 # ----- the dialog -----------------------------------------------------------------------------------------------------
-class TrainDialog(QDialog):
+class TrainDialog(RunDialog):
     """Configure, start, follow and stop a training run; offers the resulting checkpoint to the caller.
 
     ``command_prefix`` replaces ``[python, "-m", "training.run"]`` (tests run a fake trainer script with it).
@@ -71,6 +54,8 @@ class TrainDialog(QDialog):
     started = Signal()
     trainingFinished = Signal(int)
     checkpointChosen = Signal(str)
+    CLOSE_QUESTION = ("Training is running",
+                      "Training is still running. Stop it and close? A resumable checkpoint is saved.")
 
     def __init__(self, parent: QWidget | None = None, *, data_folder: str | os.PathLike | None = None,
                  runs_dir: str | os.PathLike | None = None, presets: Sequence[str] | None = None,
@@ -78,22 +63,15 @@ class TrainDialog(QDialog):
                  python: str = sys.executable, extra_env: dict[str, str] | None = None,
                  command_prefix: Sequence[str] | None = None, working_dir: str | os.PathLike | None = None,
                  stop_timeout_s: float = 15.0, settings: AppSettings | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent, python=python, command_prefix=command_prefix, extra_env=extra_env,
+                         working_dir=working_dir, stop_timeout_s=stop_timeout_s)
         self.setWindowTitle("Train a model")
         self.setWindowIcon(icon("train"))
         self.resize(860, 720)
         self._python = python
-        self._extra_env = dict(extra_env or {})
-        self._command_prefix = list(command_prefix) if command_prefix else training_command(python)
-        self._working_dir = Path(working_dir) if working_dir is not None else PROJECT_ROOT
         self._runs_dir = Path(runs_dir) if runs_dir is not None else Path.home() / "mpae-runs"
-        self._stop_timeout_s = stop_timeout_s
-        self._run: RunProcess | None = None
-        self._close_when_stopped = False
-        self._steps_per_epoch: float | None = None
-        self._last_record: dict[str, Any] | None = None
+        self._epoch_steps: float | None = None
         self._run_dir_auto = True
-        self._exit_code: int | None = None
         self._settings = settings
 
         self._build(list(presets) if presets else list(DEFAULT_PRESETS), data_folder, device)
@@ -132,11 +110,7 @@ class TrainDialog(QDialog):
         form.addRow(WEIGHT_LABELS["--vgg-weights"] + ":", self.vgg_field)
         self._weight_fields = {"--backbone-weights": self.backbone_field, "--vgg-weights": self.vgg_field}
 
-        self.device_combo = QComboBox()
-        self.device_combo.setEditable(True)
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.setCurrentText(device or "auto")
-        self.device_combo.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
+        self.device_combo = self._device_combo(device)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(0, 100000)
         self.epochs_spin.setSpecialValueText("preset")
@@ -157,11 +131,6 @@ class TrainDialog(QDialog):
         self.command_edit, row = command_row("The command that Start runs; copy it to train from a terminal instead.")
         form.addRow("Command:", row)
 
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #d83b3b;")
-        self.error_label.hide()
-
         self.plot = LossPlot()
         self.eval_plot = LossPlot(visible=EVAL_SERIES, log_y=False, x_label="step · test scores in %")
         self.eval_plot.setMinimumWidth(200)
@@ -172,23 +141,10 @@ class TrainDialog(QDialog):
         plots.addWidget(self.eval_plot)
         plots.setStretchFactor(0, 3)
         plots.setStretchFactor(1, 2)
-        self.log_view = log_view()
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(plots)
-        splitter.addWidget(self.log_view)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setFormat("not started")
+        splitter = self._build_shared(plots, "Choose the data and a preset, then Start.", log_stretch=2)
         self.progress_label = QLabel()  # tqdm's live line
         self.progress_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress_label.hide()
-        self.status_label = QLabel("Choose the data and a preset, then Start.")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.start_button = QPushButton(icon("train"), "Start")
         self.start_button.setDefault(True)
@@ -265,16 +221,9 @@ class TrainDialog(QDialog):
     def run_dir(self) -> Path:
         return Path(self.run_edit.text().strip()).expanduser()
 
-    def is_running(self) -> bool:
-        return self._run is not None and self._run.is_running()
-
     @property
     def _stop_requested(self) -> bool:
         return self._run is not None and self._run.stop_requested
-
-    def exit_code(self) -> int | None:
-        """The last run's exit code (-1: crashed or never started), None before any run ended."""
-        return self._exit_code
 
     def extra_arguments(self) -> list[str]:
         """The advanced line split like a shell would; raises ValueError on an unclosed quote."""
@@ -300,13 +249,6 @@ class TrainDialog(QDialog):
         args += self.extra_arguments()
         return args
 
-    def _update_command(self) -> None:
-        try:
-            self.command_edit.setText(format_command(self.command()))
-            self.command_edit.setCursorPosition(0)
-        except ValueError:
-            self.command_edit.setText("(the extra arguments have an unclosed quote)")
-
     def _update_buttons(self) -> None:
         running = self.is_running()
         for widget in (self.data_edit, self.preset_combo, self.run_edit, self.device_combo, self.epochs_spin,
@@ -319,10 +261,6 @@ class TrainDialog(QDialog):
         self.stop_button.setEnabled(running and not self._stop_requested)
         self.load_button.setEnabled(not running and self._exit_code is not None
                                     and run_checkpoint(self.run_dir()) is not None)
-
-    def _show_error(self, message: str) -> None:
-        self.error_label.setText(message)
-        self.error_label.setVisible(bool(message))
 
     # ----- start ----------------------------------------------------------------------------------------------------
     def _validate(self) -> str | None:
@@ -369,17 +307,9 @@ class TrainDialog(QDialog):
         self.log_view.clear()
         self._append_log(f"$ {format_command(command)}")
 
-        run = RunProcess(self, working_dir=self._working_dir, extra_env=self._extra_env,
-                         stop_timeout_s=self._stop_timeout_s)
-        run.lines.connect(self._emit_lines)
+        run = self._new_run()
         run.transient.connect(self._show_transient)
-        run.records.connect(self._take_records)
-        run.ended.connect(self._on_ended)
-        self._run = run
-        self.progress.setRange(0, 0)  # busy until the first metrics arrive
-        self.progress.setFormat("starting…")
-        self.status_label.setText(f"Training in {run_dir}…")
-        self.status_label.setStyleSheet("")
+        self._set_status(f"Training in {run_dir}…")
         self._update_buttons()
         if run.start(command, run_dir):
             self._update_buttons()
@@ -389,7 +319,7 @@ class TrainDialog(QDialog):
 
     def _reset_run_state(self) -> None:
         self._exit_code = None
-        self._steps_per_epoch = None
+        self._epoch_steps = None
         self._last_record = None
         self.progress_label.clear()
         self.progress_label.hide()
@@ -402,27 +332,16 @@ class TrainDialog(QDialog):
         self.progress_label.setText(text)
         self.progress_label.show()
 
-    def _emit_lines(self, lines: Iterable[str], _is_stderr: bool = False) -> None:
-        for line in lines:
-            self._append_log(line)
-
     def poll_metrics(self) -> int:
         """Read the run's new metrics lines into the plot and progress bar; returns how many records arrived."""
         return self._run.poll() if self._run is not None else 0
 
-    def _take_records(self, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            self._take_record(record)
-        self._update_progress()
-
     def _take_record(self, record: dict[str, Any]) -> None:
         step = record.get("step")
-        if not isinstance(step, (int, float)):
-            return
-        if record.get("kind", "train") == "eval":
+        if isinstance(step, (int, float)) and record.get("kind", "train") == "eval":
             epoch = record.get("epoch")
             if isinstance(epoch, (int, float)) and epoch > 0:
-                self._steps_per_epoch = step / epoch
+                self._epoch_steps = step / epoch
             scores = loss_terms(record)
             self._append_log(f"evaluation after epoch {epoch}: "
                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
@@ -430,19 +349,10 @@ class TrainDialog(QDialog):
                 self.eval_plot.add_point(key, step, value)
             self.eval_plot.setVisible(bool(scores))
             return
-        for key, value in loss_terms(record).items():
-            self.plot.add_point(key, step, value)
-        self._last_record = record
+        super()._take_record(record)
 
-    def _update_progress(self) -> None:
-        if self._last_record is None:
-            return
-        config = self._run.config if self._run is not None else None
-        fraction, text = progress_summary(self._last_record, config or {}, self._steps_per_epoch,
-                                          running=self.is_running())
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(int(min(max(fraction, 0.0), 1.0) * 1000))
-        self.progress.setFormat(text)
+    def _steps_per_epoch(self) -> float | None:
+        return self._epoch_steps
 
     # ----- stop -----------------------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -474,15 +384,10 @@ class TrainDialog(QDialog):
             message = f"Training finished in {elapsed}."
         else:
             missing = self._missing_weights()
-            message = self._failure_message(crashed, code, elapsed) if missing is None else self._advice(missing)
+            message = self._failure("Training", crashed, code, elapsed) if missing is None else self._advice(missing)
         self._finish(code, message, ok=run.stop_requested or code == 0)
         if missing is not None:
             self._weight_fields[missing.option].edit.setFocus()  # the field to fill (enabled again by _finish)
-
-    def _failure_message(self, crashed: bool, code: int, elapsed: str) -> str:
-        reason = "crashed" if crashed else f"failed (exit code {code})"
-        tail = "\n".join(self._run.stderr_tail[-4:] if self._run is not None else []) or "no error output"
-        return f"Training {reason} after {elapsed}; see the log. Last messages:\n{tail}"
 
     def _missing_weights(self) -> MissingWeights | None:
         """The pretrained weights the run stopped for want of (from its error output), if that is why."""
@@ -511,24 +416,15 @@ class TrainDialog(QDialog):
         if checkpoint is not None:
             message += f"\nCheckpoint: {checkpoint}"
             self.load_button.setToolTip(str(checkpoint))
-        self.status_label.setText(message)
-        self.status_label.setStyleSheet("" if ok else "color: #d83b3b;")
-        self._update_progress()  # drops the time-left estimate
-        if self.progress.maximum() == 0:
-            self.progress.setRange(0, 1000)
-        if code == 0 and not self._stop_requested:
-            self.progress.setValue(1000)
-        if self.progress.format() in ("starting…", "not started"):
-            self.progress.setFormat("ended")
+        self._set_status(message, ok=ok)
+        self._finish_progress(code == 0 and not self._stop_requested)
         self.progress_label.clear()
         self.progress_label.hide()
         self._append_log(message.splitlines()[0])
         logger.info("Training ended with code %s: %s", code, message.splitlines()[0])
         self._update_buttons()
         self.trainingFinished.emit(code)
-        if self._close_when_stopped:
-            self._close_when_stopped = False
-            super().reject()
+        self._closed_after_run()
 
     def _load_checkpoint(self) -> None:
         checkpoint = run_checkpoint(self.run_dir())
@@ -540,20 +436,5 @@ class TrainDialog(QDialog):
         self.accept()
 
     # ----- closing --------------------------------------------------------------------------------------------------
-    def confirm_stop(self) -> bool:
-        """Ask whether to stop the running training before closing (tests replace this)."""
-        answer = QMessageBox.question(
-            self, "Training is running",
-            f"Training is still running in '{self.run_dir()}'. Stop it and close? A resumable checkpoint is saved.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def reject(self) -> None:
-        """Close; while training runs, only after the user agreed to stop it (then once it has stopped)."""
-        if self.is_running():
-            if self._close_when_stopped or not self.confirm_stop():
-                return
-            self._close_when_stopped = True
-            self.stop()
-            return
-        super().reject()
+    def _end_for_close(self) -> None:
+        self.stop()  # a resumable checkpoint is saved first
