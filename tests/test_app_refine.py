@@ -151,7 +151,7 @@ def test_improve_is_enabled_only_with_a_writable_project_a_model_and_a_corrected
 # ----- the dialog with a stand-in command ----------------------------------------------------------------------------
 STAND_IN = textwrap.dedent('''
     """Stands in for ``python -m training.run``: writes a refine run folder and a model, as refine does."""
-    import json, os, shutil, sys, time
+    import json, os, shutil, signal, sys, time
     from pathlib import Path
 
     args = sys.argv[1:]
@@ -166,17 +166,25 @@ STAND_IN = textwrap.dedent('''
     steps = int(args[args.index("--steps") + 1])
     (out / "config.json").write_text(json.dumps({"command": "refine", "max_steps": steps, "epochs": 0,
                                                  "batch_size": 4}))
-    with (out / "metrics.jsonl").open("a") as f:
-        for step in range(1, steps + 1):
-            f.write(json.dumps({"kind": "train", "epoch": 0, "step": step, "images_per_s": 20.0,
-                                "total": 3.0 / step, "supervised": 2.0 / step, "mpae_total": 1.0}) + "\\n")
-            f.flush()
-            time.sleep(0.05)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # the first signal: end after this step and save
+    step = 0
+    try:
+        with (out / "metrics.jsonl").open("a") as f:
+            while step < steps and not stop:
+                step += 1
+                f.write(json.dumps({"kind": "train", "epoch": 0, "step": step, "images_per_s": 20.0,
+                                    "total": 3.0 / step, "supervised": 2.0 / step, "mpae_total": 1.0}) + "\\n")
+                f.flush()
+                time.sleep(0.05)
+    except KeyboardInterrupt:  # a second signal: cancel, nothing written
+        print("Cancelled: no model was written to the project.", file=sys.stderr, flush=True)
+        sys.exit(130)
     target = project / "models" / "refined-standin.safetensors"
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(os.environ["STAND_IN_MODEL"], target)
     (out / "result.json").write_text(json.dumps({
-        "checkpoint": str(target), "steps": steps, "stopped_early": False, "corrected_images": 2,
+        "checkpoint": str(target), "steps": step, "stopped_early": step < steps, "corrected_images": 2,
         "agreement_before": 41.5, "agreement_after": 88.25}))
     print("Refined; new model:", target, flush=True)
 ''')
@@ -254,6 +262,35 @@ def test_refine_dialog_with_a_stand_in_command_loads_the_model_and_repredicts_on
     assert f"Masks changed on {report.changed_images} of them" in text
     assert "your 1 edited image and 1 reviewed image" in text
     window.repredict_box.close()
+
+
+def test_stop_keeps_what_was_learned_and_cancel_keeps_nothing(qtbot, window, tmp_path, stand_in):
+    folder = _make_folder(tmp_path)
+    _open(qtbot, window, folder)
+    window.refine_extra_env = {"STAND_IN_MODEL": str(_refined_checkpoint(window.session.checkpoint,
+                                                                         tmp_path / "prepared.safetensors"))}
+    dialog = window.show_refine()
+    dialog.steps_spin.setValue(100000)
+    with qtbot.waitSignal(dialog.refineFinished, timeout=20000) as finished:
+        assert dialog.start()
+        qtbot.waitUntil(lambda: dialog.plot.point_count("total") >= 3, timeout=10000)
+        assert dialog.cancel_run_button.isEnabled() and not dialog.start_button.isEnabled()
+        dialog.cancel_run_button.click()
+    assert finished.args == [130] and dialog.result is None
+    assert "Cancelled: no model was written" in dialog.status_label.text()
+    assert not (window.project.project_dir / "models").exists() and not window.loading
+
+    with qtbot.waitSignal(window.modelLoaded, timeout=20000):
+        assert dialog.start()
+        qtbot.waitUntil(lambda: dialog.plot.point_count("total") >= 3, timeout=10000)
+        dialog.stop_button.click()
+    assert dialog.exit_code() == 0 and dialog.result["stopped_early"]
+    assert dialog.status_label.text().startswith("Stopped after")
+    assert dialog.progress.value() < 1000
+    assert window.session.checkpoint.name == "refined-standin.safetensors"
+    qtbot.waitUntil(dialog.repredict_button.isVisible, timeout=5000)
+    dialog.reject()  # Later: the model stays loaded, nothing is re-predicted
+    assert window.refine_dialog is None and not window.predicting
 
 
 def test_an_image_corrected_during_the_repredict_run_keeps_its_prediction(qtbot, window, tmp_path):
