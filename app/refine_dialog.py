@@ -318,11 +318,15 @@ class RefineDialog(RunDialog):
         waiting = (f"{plural(count, 'image')} that nobody edited or reviewed still "
                    f"{'shows' if count == 1 else 'show'} the old model's masks." if count else
                    "Every predicted image is edited or reviewed: nothing to re-predict.")
-        self._set_status(f"{self.status_label.text()}\nThe new model is loaded. {waiting}")
+        self.add_status_line(f"The new model is loaded. {waiting}")
         self.repredict_button.setEnabled(count > 0)
         self.repredict_button.setDefault(count > 0)
         self.repredict_button.show()
         self._update_buttons()
+
+    def add_status_line(self, text: str, *, ok: bool = True) -> None:
+        """One more line under what the run made (the window says whether it could load the model)."""
+        self._set_status(f"{self.status_label.text()}\n{text}", ok=ok)
 
     def _request_repredict(self) -> None:
         self.repredictRequested.emit()

@@ -113,6 +113,8 @@ class RefineMixin:
         self.repredict_box: QMessageBox | None = None
         self._repredict: RepredictReport | None = None
         self._repredict_changes: dict[str, tuple[float, int]] = {}
+        self._loading_refined = False  # the refined model is loading: a failure is told in the dialog too
+        self.modelFailed.connect(self._on_refined_model_failed)
         self.act_refine = self._action("Improve from my &corrections…", self.show_refine, None, "refine",
                                        tip=REFINE_TIP)
         self.act_refine.setProperty("default_tip", self.act_refine.toolTip())
@@ -192,10 +194,20 @@ class RefineMixin:
         """A new model was written: load it as any model is loaded, then offer to re-predict the untouched images."""
         path = Path(str(result["checkpoint"]))
         if self.load_checkpoint(path):
+            self._loading_refined = True
             self.after_model_loaded(self._offer_repredict)
+        elif self.refine_dialog is not None:
+            self.refine_dialog.add_status_line(f"{self.statusBar().currentMessage()} Load it later from Model ▸ "
+                                               "Project models.", ok=False)
         self._update_actions()
 
+    def _on_refined_model_failed(self, message: str) -> None:
+        if self._loading_refined and self.refine_dialog is not None:
+            self.refine_dialog.add_status_line(f"The new model could not be loaded: {message}", ok=False)
+        self._loading_refined = False
+
     def _offer_repredict(self) -> None:
+        self._loading_refined = False
         if self.refine_dialog is not None and self.project is not None:
             self.refine_dialog.offer_repredict(len(self.project.untouched_relpaths()))
 

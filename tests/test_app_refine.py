@@ -293,6 +293,25 @@ def test_stop_keeps_what_was_learned_and_cancel_keeps_nothing(qtbot, window, tmp
     assert window.refine_dialog is None and not window.predicting
 
 
+def test_a_refined_model_that_cannot_be_loaded_is_said_in_the_dialog(qtbot, window, tmp_path, stand_in, monkeypatch):
+    from app import window_model
+
+    folder = _make_folder(tmp_path)
+    _open(qtbot, window, folder)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    window.refine_extra_env = {"STAND_IN_MODEL": str(broken)}
+    shown = []
+    monkeypatch.setattr(window_model.QMessageBox, "critical", lambda *args: shown.append(args[2]))
+    dialog = window.show_refine()
+    dialog.steps_spin.setValue(2)
+    with qtbot.waitSignal(window.modelFailed, timeout=20000):
+        dialog.start()
+    assert shown and "could not be loaded" in dialog.status_label.text()
+    assert not dialog.repredict_button.isVisible()
+    dialog.reject()
+
+
 def test_an_image_corrected_during_the_repredict_run_keeps_its_prediction(qtbot, window, tmp_path):
     folder = _make_folder(tmp_path)
     _open(qtbot, window, folder)
