@@ -65,7 +65,10 @@ class RepredictReport:
         if self.images:
             lines.append(f"Masks changed on {self.changed_images} of them; {self.changed_pixels:,.0f} pixels changed "
                          f"({self.changed_share:.1%} of their pixels).")
-        lines.append(f"Not touched: your {plural(edited, 'edited image')} and {plural(reviewed, 'reviewed image')}.")
+        untouched = [plural(count, noun) for count, noun in ((edited, "edited image"), (reviewed, "reviewed image"))
+                     if count]
+        if untouched:
+            lines.append(f"Not touched: your {' and '.join(untouched)}.")
         if self.kept:
             lines.append(f"{plural(self.kept, 'image')} you edited or reviewed during the run kept "
                          f"{'its' if self.kept == 1 else 'their'} earlier prediction.")

@@ -447,3 +447,14 @@ def test_project_models_menu_switches_to_any_earlier_model_without_repredicting(
 def test_project_models_menu_without_models(qtbot, window, tmp_path):
     window.models_menu.aboutToShow.emit()
     assert [a.text() for a in window.models_menu.actions()] == ["(open a folder first)"]
+
+
+def test_the_repredict_summary_names_only_what_was_left_alone():
+    from app.window_refine import RepredictReport
+
+    report = RepredictReport(total=35, model="refined", images=35, changed_images=35, changed_pixels=67918,
+                             pixels=893760)
+    text = report.describe(edited=0, reviewed=1)
+    assert "Not touched: your 1 reviewed image." in text and "0 edited" not in text
+    assert "Not touched: your 2 edited images and 1 reviewed image." in report.describe(edited=2, reviewed=1)
+    assert "Not touched" not in report.describe(edited=0, reviewed=0)
