@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Iterable
 
 from PySide6.QtCore import QThread, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
-                               QWidget)
+                               QMessageBox, QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QToolButton,
+                               QVBoxLayout, QWidget)
 
 import mpae_core
 from mpae_core.errors import MissingWeights
 
 WEIGHTS_FILTER = "Weights (*.safetensors *.pth *.pt *.bin);;All files (*)"
+LOG_LINES = 2000  # lines a run's log view keeps
 BACKBONE_HELP = (
     "MPAE needs the frozen DINOv2 backbone weights. Either let timm download them once (needs internet; they are "
     "cached), or download <b>vit_base_patch14_reg4_dinov2</b> weights (the timm/Hugging Face "
@@ -143,6 +144,32 @@ def dismiss_button(dialog: QDialog, text: str) -> QPushButton:
     button.setAutoDefault(False)
     button.clicked.connect(dialog.reject)
     return button
+
+
+def command_row(tip: str) -> tuple[QLineEdit, QHBoxLayout]:
+    """A read-only, monospaced command line with a Copy button (a run's command, to paste into a terminal)."""
+    edit = QLineEdit()
+    edit.setReadOnly(True)
+    edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+    edit.setToolTip(tip)
+    copy = QToolButton()
+    copy.setText("Copy")
+    copy.setToolTip("Copy the command line")
+    copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(edit.text()))
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(copy)
+    return edit, row
+
+
+def log_view() -> QPlainTextEdit:
+    """A read-only, monospaced, unwrapped view of a process's output that keeps its last LOG_LINES lines."""
+    view = QPlainTextEdit()
+    view.setReadOnly(True)
+    view.setMaximumBlockCount(LOG_LINES)
+    view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+    view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+    return view
 
 
 def button_row(left: Iterable[QWidget], right: Iterable[QWidget]) -> QHBoxLayout:

@@ -63,6 +63,8 @@ GLYPHS = {
     "edited": "mdi6.pencil-outline",
     "stop": "mdi6.stop",
     "load": "mdi6.download-outline",
+    "refine": "mdi6.auto-fix",
+    "models": "mdi6.history",
 }
 
 

@@ -7,66 +7,41 @@ Stop sends SIGTERM, which the trainer turns into a resumable checkpoint; a kill 
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QMessageBox,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QSplitter,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSpinBox, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from mpae_core.errors import MissingWeights
 
-from .dialogs import FileField, button_row, dismiss_button, missing_weights_sentence
+from .dialogs import FileField, button_row, command_row, dismiss_button, missing_weights_sentence
 from .icons import icon
 from .loss_plot import LossPlot
+from .run_dialog import RunDialog
 from .settings import AppSettings
-from .training_output import (LAST_STATE, LineSplitter, format_command, format_duration, progress_summary,
-                              read_new_records, run_checkpoint)
+from .training_output import LAST_STATE, format_command, format_duration, loss_terms, run_checkpoint
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``training`` is importable from
 #: The training presets (kept in step with training/presets.py by hand: the app must not import training).
 DEFAULT_PRESETS: tuple[str, ...] = ("folder", "synthetic", "cub", "celeba", "partimagenet_ood", "partimagenet_seg")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
-LOG_LINES = 2000
-POLL_MS = 500
 #: Presets that train from random frozen networks (training/presets.py): no weights files apply to them.
 PRESETS_WITHOUT_WEIGHTS = frozenset({"synthetic"})
 #: The weights fields, by the command-line option they fill.
 WEIGHT_LABELS = {"--backbone-weights": "Backbone weights", "--vgg-weights": "VGG-19 weights"}
 #: Evaluation scores drawn unless chosen otherwise (the rest, e.g. foreground-only ones, from the context menu).
 EVAL_SERIES = ("nmi", "ari")
-#: Keys of a metrics record that are bookkeeping, not loss terms to plot.
-NON_LOSS_KEYS = frozenset({"kind", "epoch", "step", "lr", "images_per_s", "time"})
 
 
 # ----- the dialog -----------------------------------------------------------------------------------------------------
-class TrainDialog(QDialog):
+class TrainDialog(RunDialog):
     """Configure, start, follow and stop a training run; offers the resulting checkpoint to the caller.
 
     ``command_prefix`` replaces ``[python, "-m", "training.run"]`` (tests run a fake trainer script with it).
@@ -79,6 +54,8 @@ class TrainDialog(QDialog):
     started = Signal()
     trainingFinished = Signal(int)
     checkpointChosen = Signal(str)
+    CLOSE_QUESTION = ("Training is running",
+                      "Training is still running. Stop it and close? A resumable checkpoint is saved.")
 
     def __init__(self, parent: QWidget | None = None, *, data_folder: str | os.PathLike | None = None,
                  runs_dir: str | os.PathLike | None = None, presets: Sequence[str] | None = None,
@@ -86,39 +63,18 @@ class TrainDialog(QDialog):
                  python: str = sys.executable, extra_env: dict[str, str] | None = None,
                  command_prefix: Sequence[str] | None = None, working_dir: str | os.PathLike | None = None,
                  stop_timeout_s: float = 15.0, settings: AppSettings | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent, python=python, command_prefix=command_prefix, extra_env=extra_env,
+                         working_dir=working_dir, stop_timeout_s=stop_timeout_s)
         self.setWindowTitle("Train a model")
         self.setWindowIcon(icon("train"))
         self.resize(860, 720)
         self._python = python
-        self._extra_env = dict(extra_env or {})
-        self._command_prefix = list(command_prefix) if command_prefix else [python, "-m", "training.run"]
-        self._working_dir = Path(working_dir) if working_dir is not None else PROJECT_ROOT
         self._runs_dir = Path(runs_dir) if runs_dir is not None else Path.home() / "mpae-runs"
-        self._stop_timeout_ms = int(stop_timeout_s * 1000)
-        self._process: QProcess | None = None
-        self._stop_requested = False
-        self._killed = False
-        self._close_when_stopped = False
-        self._metrics_offset = 0
-        self._run_config: dict[str, Any] | None = None
-        self._steps_per_epoch: float | None = None
-        self._last_record: dict[str, Any] | None = None
-        self._started_at = 0.0
-        self._stdout = LineSplitter()
-        self._stderr = LineSplitter()
-        self._stderr_tail: list[str] = []
+        self._epoch_steps: float | None = None
         self._run_dir_auto = True
-        self._exit_code: int | None = None
         self._settings = settings
 
         self._build(list(presets) if presets else list(DEFAULT_PRESETS), data_folder, device)
-        self._poll_timer = QTimer(self)
-        self._poll_timer.setInterval(POLL_MS)
-        self._poll_timer.timeout.connect(self.poll_metrics)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill_if_alive)
         self._update_command()
         self._update_buttons()
 
@@ -154,11 +110,7 @@ class TrainDialog(QDialog):
         form.addRow(WEIGHT_LABELS["--vgg-weights"] + ":", self.vgg_field)
         self._weight_fields = {"--backbone-weights": self.backbone_field, "--vgg-weights": self.vgg_field}
 
-        self.device_combo = QComboBox()
-        self.device_combo.setEditable(True)
-        self.device_combo.addItems(DEVICES)
-        self.device_combo.setCurrentText(device or "auto")
-        self.device_combo.setToolTip("auto picks CUDA, then Apple MPS, then the CPU.")
+        self.device_combo = self._device_combo(device)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(0, 100000)
         self.epochs_spin.setSpecialValueText("preset")
@@ -176,23 +128,8 @@ class TrainDialog(QDialog):
         self.extra_edit.setPlaceholderText("advanced: extra arguments, e.g. --batch-size 16 --lr 1e-4 --amp bf16")
         form.addRow("Extra arguments:", self.extra_edit)
 
-        self.command_edit = QLineEdit()
-        self.command_edit.setReadOnly(True)
-        self.command_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.command_edit.setToolTip("The command that Start runs; copy it to train from a terminal instead.")
-        copy = QToolButton()
-        copy.setText("Copy")
-        copy.setToolTip("Copy the command line")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command_edit.text()))
-        row = QHBoxLayout()
-        row.addWidget(self.command_edit, 1)
-        row.addWidget(copy)
+        self.command_edit, row = command_row("The command that Start runs; copy it to train from a terminal instead.")
         form.addRow("Command:", row)
-
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #d83b3b;")
-        self.error_label.hide()
 
         self.plot = LossPlot()
         self.eval_plot = LossPlot(visible=EVAL_SERIES, log_y=False, x_label="step · test scores in %")
@@ -204,27 +141,10 @@ class TrainDialog(QDialog):
         plots.addWidget(self.eval_plot)
         plots.setStretchFactor(0, 3)
         plots.setStretchFactor(1, 2)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(LOG_LINES)
-        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(plots)
-        splitter.addWidget(self.log_view)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setFormat("not started")
+        splitter = self._build_shared(plots, "Choose the data and a preset, then Start.", log_stretch=2)
         self.progress_label = QLabel()  # tqdm's live line
         self.progress_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress_label.hide()
-        self.status_label = QLabel("Choose the data and a preset, then Start.")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.start_button = QPushButton(icon("train"), "Start")
         self.start_button.setDefault(True)
@@ -301,12 +221,9 @@ class TrainDialog(QDialog):
     def run_dir(self) -> Path:
         return Path(self.run_edit.text().strip()).expanduser()
 
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.state() != QProcess.ProcessState.NotRunning
-
-    def exit_code(self) -> int | None:
-        """The last run's exit code (-1: crashed or never started), None before any run ended."""
-        return self._exit_code
+    @property
+    def _stop_requested(self) -> bool:
+        return self._run is not None and self._run.stop_requested
 
     def extra_arguments(self) -> list[str]:
         """The advanced line split like a shell would; raises ValueError on an unclosed quote."""
@@ -332,13 +249,6 @@ class TrainDialog(QDialog):
         args += self.extra_arguments()
         return args
 
-    def _update_command(self) -> None:
-        try:
-            self.command_edit.setText(format_command(self.command()))
-            self.command_edit.setCursorPosition(0)
-        except ValueError:
-            self.command_edit.setText("(the extra arguments have an unclosed quote)")
-
     def _update_buttons(self) -> None:
         running = self.is_running()
         for widget in (self.data_edit, self.preset_combo, self.run_edit, self.device_combo, self.epochs_spin,
@@ -351,10 +261,6 @@ class TrainDialog(QDialog):
         self.stop_button.setEnabled(running and not self._stop_requested)
         self.load_button.setEnabled(not running and self._exit_code is not None
                                     and run_checkpoint(self.run_dir()) is not None)
-
-    def _show_error(self, message: str) -> None:
-        self.error_label.setText(message)
-        self.error_label.setVisible(bool(message))
 
     # ----- start ----------------------------------------------------------------------------------------------------
     def _validate(self) -> str | None:
@@ -401,44 +307,20 @@ class TrainDialog(QDialog):
         self.log_view.clear()
         self._append_log(f"$ {format_command(command)}")
 
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("PYTHONIOENCODING", "utf-8")
-        for key, value in self._extra_env.items():
-            env.insert(key, str(value))
-        process = QProcess(self)
-        process.setProgram(command[0])
-        process.setArguments(command[1:])
-        process.setWorkingDirectory(str(self._working_dir))
-        process.setProcessEnvironment(env)
-        process.readyReadStandardOutput.connect(self._read_stdout)
-        process.readyReadStandardError.connect(self._read_stderr)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_error)
-        self._process = process
-        logger.info("Starting training: %s", format_command(command))
-        self._started_at = time.monotonic()
-        self.progress.setRange(0, 0)  # busy until the first metrics arrive
-        self.progress.setFormat("starting…")
-        self.status_label.setText(f"Training in {run_dir}…")
-        self.status_label.setStyleSheet("")
-        process.start()
+        run = self._new_run()
+        run.transient.connect(self._show_transient)
+        self._set_status(f"Training in {run_dir}…")
         self._update_buttons()
-        if process.waitForStarted(5000):
-            self._poll_timer.start()
+        if run.start(command, run_dir):
+            self._update_buttons()
             self.started.emit()
             return True
-        return False  # _on_error reported why
+        return False  # _on_ended reported why
 
     def _reset_run_state(self) -> None:
-        self._stop_requested = self._killed = False
         self._exit_code = None
-        self._metrics_offset = 0
-        self._run_config = None
-        self._steps_per_epoch = None
+        self._epoch_steps = None
         self._last_record = None
-        self._stdout, self._stderr = LineSplitter(), LineSplitter()
-        self._stderr_tail = []
         self.progress_label.clear()
         self.progress_label.hide()
 
@@ -446,115 +328,55 @@ class TrainDialog(QDialog):
     def _append_log(self, line: str) -> None:
         self.log_view.appendPlainText(line)
 
-    def _read_stdout(self) -> None:
-        if self._process is not None:
-            self._take_output(self._stdout, bytes(self._process.readAllStandardOutput()), False)
-
-    def _read_stderr(self) -> None:
-        if self._process is not None:
-            self._take_output(self._stderr, bytes(self._process.readAllStandardError()), True)
-
-    def _take_output(self, splitter: LineSplitter, data: bytes, is_stderr: bool) -> None:
-        lines = splitter.feed(data)
-        self._emit_lines(lines, is_stderr)
-        if splitter.transient:
-            self.progress_label.setText(splitter.transient)
-            self.progress_label.show()
-
-    def _emit_lines(self, lines: Iterable[str], is_stderr: bool) -> None:
-        for line in lines:
-            self._append_log(line)
-            if is_stderr and line.strip():
-                self._stderr_tail = (self._stderr_tail + [line.rstrip()])[-6:]
+    def _show_transient(self, text: str) -> None:
+        self.progress_label.setText(text)
+        self.progress_label.show()
 
     def poll_metrics(self) -> int:
         """Read the run's new metrics lines into the plot and progress bar; returns how many records arrived."""
-        run_dir = self.run_dir()
-        if self._run_config is None:
-            try:
-                self._run_config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                self._run_config = None  # not written yet, or mid-write: try again next poll
-        records, self._metrics_offset = read_new_records(run_dir / "metrics.jsonl", self._metrics_offset)
-        for record in records:
-            self._take_record(record)
-        if records:
-            self._update_progress()
-        return len(records)
+        return self._run.poll() if self._run is not None else 0
 
     def _take_record(self, record: dict[str, Any]) -> None:
         step = record.get("step")
-        if not isinstance(step, (int, float)):
-            return
-        if record.get("kind", "train") == "eval":
+        if isinstance(step, (int, float)) and record.get("kind", "train") == "eval":
             epoch = record.get("epoch")
             if isinstance(epoch, (int, float)) and epoch > 0:
-                self._steps_per_epoch = step / epoch
-            scores = {k: v for k, v in record.items()
-                      if k not in NON_LOSS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+                self._epoch_steps = step / epoch
+            scores = loss_terms(record)
             self._append_log(f"evaluation after epoch {epoch}: "
                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
             for key, value in scores.items():
                 self.eval_plot.add_point(key, step, value)
             self.eval_plot.setVisible(bool(scores))
             return
-        for key, value in record.items():
-            if key not in NON_LOSS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.plot.add_point(key, step, value)
-        self._last_record = record
+        super()._take_record(record)
 
-    def _update_progress(self) -> None:
-        if self._last_record is None:
-            return
-        fraction, text = progress_summary(self._last_record, self._run_config or {}, self._steps_per_epoch,
-                                          running=self.is_running())
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(int(min(max(fraction, 0.0), 1.0) * 1000))
-        self.progress.setFormat(text)
+    def _steps_per_epoch(self) -> float | None:
+        return self._epoch_steps
 
     # ----- stop -----------------------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the trainer to stop (SIGTERM: it saves a resumable checkpoint); kill it if it is still alive after
         the timeout. On Windows terminate() cannot signal a console process, so the kill is what stops it there."""
-        if not self.is_running() or self._stop_requested:
+        if self._run is None or not self._run.stop():
             return
-        self._stop_requested = True
         self.status_label.setText("Stopping: the trainer is saving a resumable checkpoint…")
         self._append_log("Stop requested (SIGTERM).")
-        assert self._process is not None
-        self._process.terminate()
-        self._kill_timer.start(self._stop_timeout_ms)
         self._update_buttons()
 
-    def _kill_if_alive(self) -> None:
-        if self.is_running():
-            assert self._process is not None
-            logger.warning("Training did not stop within %.0f s; killing it", self._stop_timeout_ms / 1000)
-            self._killed = True
-            self._append_log(f"Still running after {self._stop_timeout_ms / 1000:.0f} s: killed.")
-            self._process.kill()
-
     # ----- end ------------------------------------------------------------------------------------------------------
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error != QProcess.ProcessError.FailedToStart:
-            logger.debug("Training process error: %s", error)
+    def _on_ended(self, code: int, crashed: bool) -> None:
+        run = self._run
+        assert run is not None
+        if run.start_error is not None:
+            self._finish(-1, run.start_error, ok=False)
             return
-        program = self._process.program() if self._process is not None else self._python
-        detail = self._process.errorString() if self._process is not None else ""
-        self._finish(-1, f"Could not start '{program}' ({detail}); check that this Python interpreter exists.",
-                     ok=False)
-
-    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
-        self._emit_lines(self._stdout.flush(), False)
-        self._emit_lines(self._stderr.flush(), True)
-        self.poll_metrics()
-        crashed = exit_status == QProcess.ExitStatus.CrashExit
-        code = -1 if crashed else exit_code
-        elapsed = format_duration(time.monotonic() - self._started_at)
+        elapsed = format_duration(run.elapsed())
         missing = None
-        if self._stop_requested:
-            if self._killed:
-                message = (f"Stopped by force after {self._stop_timeout_ms / 1000:.0f} s; the last checkpoint saved "
+        if run.stop_requested:
+            if run.killed:
+                self._append_log(f"Still running after {run.stop_timeout_s:.0f} s: killed.")
+                message = (f"Stopped by force after {run.stop_timeout_s:.0f} s; the last checkpoint saved "
                            "before that can still be resumed.")
             else:
                 message = f"Stopped after {elapsed}; tick Resume and Start to continue this run."
@@ -562,19 +384,14 @@ class TrainDialog(QDialog):
             message = f"Training finished in {elapsed}."
         else:
             missing = self._missing_weights()
-            message = self._failure_message(crashed, code, elapsed) if missing is None else self._advice(missing)
-        self._finish(code, message, ok=self._stop_requested or code == 0)
+            message = self._failure("Training", crashed, code, elapsed) if missing is None else self._advice(missing)
+        self._finish(code, message, ok=run.stop_requested or code == 0)
         if missing is not None:
             self._weight_fields[missing.option].edit.setFocus()  # the field to fill (enabled again by _finish)
 
-    def _failure_message(self, crashed: bool, code: int, elapsed: str) -> str:
-        reason = "crashed" if crashed else f"failed (exit code {code})"
-        tail = "\n".join(self._stderr_tail[-4:]) or "no error output"
-        return f"Training {reason} after {elapsed}; see the log. Last messages:\n{tail}"
-
     def _missing_weights(self) -> MissingWeights | None:
         """The pretrained weights the run stopped for want of (from its error output), if that is why."""
-        missing = MissingWeights.from_message("\n".join(self._stderr_tail))
+        missing = MissingWeights.from_message("\n".join(self._run.stderr_tail if self._run is not None else []))
         return missing if missing is not None and missing.option in self._weight_fields else None
 
     @staticmethod
@@ -594,31 +411,20 @@ class TrainDialog(QDialog):
             self._settings.vgg_weights = self.vgg_field.text()
 
     def _finish(self, code: int, message: str, *, ok: bool) -> None:
-        self._poll_timer.stop()
-        self._kill_timer.stop()
         self._exit_code = code
         checkpoint = run_checkpoint(self.run_dir())
         if checkpoint is not None:
             message += f"\nCheckpoint: {checkpoint}"
             self.load_button.setToolTip(str(checkpoint))
-        self.status_label.setText(message)
-        self.status_label.setStyleSheet("" if ok else "color: #d83b3b;")
-        self._update_progress()  # drops the time-left estimate
-        if self.progress.maximum() == 0:
-            self.progress.setRange(0, 1000)
-        if code == 0 and not self._stop_requested:
-            self.progress.setValue(1000)
-        if self.progress.format() in ("starting…", "not started"):
-            self.progress.setFormat("ended")
+        self._set_status(message, ok=ok)
+        self._finish_progress(code == 0 and not self._stop_requested)
         self.progress_label.clear()
         self.progress_label.hide()
         self._append_log(message.splitlines()[0])
         logger.info("Training ended with code %s: %s", code, message.splitlines()[0])
         self._update_buttons()
         self.trainingFinished.emit(code)
-        if self._close_when_stopped:
-            self._close_when_stopped = False
-            super().reject()
+        self._closed_after_run()
 
     def _load_checkpoint(self) -> None:
         checkpoint = run_checkpoint(self.run_dir())
@@ -630,20 +436,5 @@ class TrainDialog(QDialog):
         self.accept()
 
     # ----- closing --------------------------------------------------------------------------------------------------
-    def confirm_stop(self) -> bool:
-        """Ask whether to stop the running training before closing (tests replace this)."""
-        answer = QMessageBox.question(
-            self, "Training is running",
-            f"Training is still running in '{self.run_dir()}'. Stop it and close? A resumable checkpoint is saved.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def reject(self) -> None:
-        """Close; while training runs, only after the user agreed to stop it (then once it has stopped)."""
-        if self.is_running():
-            if self._close_when_stopped or not self.confirm_stop():
-                return
-            self._close_when_stopped = True
-            self.stop()
-            return
-        super().reject()
+    def _end_for_close(self) -> None:
+        self.stop()  # a resumable checkpoint is saved first

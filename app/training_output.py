@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 LAST_STATE = Path("checkpoints") / "last.safetensors"
 BEST_STATE = Path("checkpoints") / "best.safetensors"
+#: Keys of a metrics record that are bookkeeping, not loss terms or scores to plot.
+NON_LOSS_KEYS = frozenset({"kind", "epoch", "step", "lr", "images_per_s", "time"})
 
 
 # ----- reading the run folder ----------------------------------------------------------------------------------------
@@ -56,6 +58,12 @@ def read_new_records(path: str | os.PathLike, offset: int) -> tuple[list[dict[st
         if isinstance(record, dict):
             records.append(record)
     return records, offset + end + 1
+
+
+def loss_terms(record: dict[str, Any]) -> dict[str, float]:
+    """The plottable values of a metrics record (loss terms of a train record, scores of an eval record)."""
+    return {key: value for key, value in record.items()
+            if key not in NON_LOSS_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def run_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -114,7 +122,8 @@ class LineSplitter:
 
 def progress_summary(record: dict[str, Any], run_config: dict[str, Any], steps_per_epoch: float | None, *,
                      running: bool) -> tuple[float, str]:
-    """(fraction done, one line: epoch, step, speed, time left, loss) from the last train record of a run."""
+    """(fraction done, one line: epoch, step, speed, time left, loss) from the last train record of a run; a run
+    with ``max_steps`` and no epochs (refinement) is described in steps alone."""
     step, epoch = int(record.get("step", 0)), int(record.get("epoch", 0))
     epochs = int(run_config.get("epochs") or 0)
     max_steps = int(run_config.get("max_steps") or 0)
@@ -124,6 +133,8 @@ def progress_summary(record: dict[str, Any], run_config: dict[str, Any], steps_p
     elif steps_per_epoch and epochs:
         total = steps_per_epoch * epochs
     parts = [f"epoch {epoch + 1}/{epochs}" if epochs else f"epoch {epoch + 1}"]
+    if not epochs and max_steps > 0:
+        parts = []  # a run counted in steps only (refinement): no epochs to speak of
     parts.append(f"step {step}/{int(total)}" if total else f"step {step}")
     ips = record.get("images_per_s")
     if isinstance(ips, (int, float)) and ips > 0:

@@ -41,6 +41,7 @@ from .window_annotate import PAINT_KEY_ROWS, AnnotateMixin
 from .window_first_hour import FirstHourMixin
 from .window_menus import MenusMixin
 from .window_model import ModelMixin
+from .window_refine import RefineMixin
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ FILTER_DELAY_MS = 150  # the name filter applies once typing pauses this long
 STATUS_REFRESH_MS = 2000
 
 
-class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourMixin, QMainWindow):
+class MainWindow(MenusMixin, ModelMixin, RefineMixin, AnnotateMixin, EditingMixin, FirstHourMixin, QMainWindow):
     """MPAE Annotator's window; ``open_folder``, ``load_checkpoint`` and ``predict_all`` are also its test API."""
 
     imageShown = Signal(str)  # the image became the current one (its pixels follow: displayReady)
@@ -56,6 +57,7 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
     modelLoaded = Signal(str)  # checkpoint path
     modelFailed = Signal(str)  # message
     predictionFinished = Signal(object)  # PredictionSummary
+    repredictFinished = Signal(object)  # RepredictReport (after Improve from my corrections)
     filesChecked = Signal(object)  # relpaths whose file changed or vanished (after opening a folder)
 
     def __init__(self, settings: AppSettings | None = None, *, save_settings: bool = True) -> None:
@@ -306,15 +308,18 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self._show_read_only_state()
         self._update_actions()
 
-    def save_project(self) -> None:
-        """Save now, on this thread, after what the background saver is writing (closing, exporting)."""
+    def save_project(self) -> bool:
+        """Save now, on this thread, after what the background saver is writing (closing, exporting, refining);
+        False (and a sentence in the status bar) when it failed."""
         if self.project is None:
-            return
+            return False
         try:
             self.saver.flush()
         except (MPAEError, OSError) as exc:
             self.statusBar().showMessage(f"Could not save the project: {exc}", 10000)
             logger.error("Saving failed: %s", exc)
+            return False
+        return True
 
     def _schedule_save(self, soon: bool = False) -> None:
         """Something changed: the saver writes it within ~1.5 s (``soon``: ~0.5 s), however many changes follow."""
@@ -528,6 +533,7 @@ class MainWindow(MenusMixin, ModelMixin, AnnotateMixin, EditingMixin, FirstHourM
         self.act_reviewed.setEnabled(writable and status in (ImageStatus.PREDICTED, ImageStatus.EDITED,
                                                              ImageStatus.REVIEWED))
         self.act_reviewed.setChecked(status is ImageStatus.REVIEWED)
+        self._update_refine_action()
 
     def _restore_layout(self) -> None:
         if self.settings.window_geometry:

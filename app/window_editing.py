@@ -20,9 +20,11 @@ class EditingMixin:
 
     def _refresh_counts(self) -> None:
         if self.project is None:
+            self._status_counts = {}
             self.counts_label.clear()
             return
         counts = self.project.status_counts()
+        self._status_counts = counts  # what the actions that need corrected images read (see window_refine)
         text = " · ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "no images"
         self.counts_label.setText(f"{text} · {self._subfolders_note()}")
         self.parts_panel.refresh()

@@ -89,6 +89,7 @@ class MenusMixin:
         self.act_bigger = a("Bigger brush", lambda: self.brush_size.stepBy(2), "]")
         self.act_smaller = a("Smaller brush", lambda: self.brush_size.stepBy(-2), "[")
         self._build_paint_key_actions()
+        self._build_refine_actions()
 
     def _build_menus_and_toolbars(self) -> None:
         menu = self.menuBar()
@@ -128,6 +129,7 @@ class MenusMixin:
         for action in (self.act_load, None, self.act_predict, self.act_predict_all, self.act_repredict_all,
                        self.act_cancel, None, self.act_train):
             model.addSeparator() if action is None else model.addAction(action)
+        self._add_refine_menu(model)
         model.addSeparator()
         self.device_menu = model.addMenu("&Device")
         self.device_group = QActionGroup(self)

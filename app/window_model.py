@@ -254,13 +254,15 @@ class ModelMixin:
             return False
         return True
 
-    def _start_prediction(self, relpaths: list[str]) -> None:
+    def _start_prediction(self, relpaths: list[str], make_worker=None, on_predicted=None) -> bool:
+        """Predict ``relpaths`` in the background. ``make_worker(predictor, items, batch_size)`` may build another
+        kind of PredictionWorker (with its own signals connected), ``on_predicted`` take its predictions."""
         if not self._can_start_prediction() or not self._settle_model_for_prediction():
-            return
+            return False
         self._run_fingerprint = self.session.identity.fingerprint
         items = [(r, self.project.image_path(r)) for r in relpaths]
-        worker = PredictionWorker(self.session.predictor, items, batch_size=self.settings.batch_size)
-        worker.predicted.connect(self._on_predicted)
+        worker = (make_worker or PredictionWorker)(self.session.predictor, items, batch_size=self.settings.batch_size)
+        worker.predicted.connect(on_predicted or self._on_predicted)
         worker.imageFailed.connect(self._on_image_failed)
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_prediction_finished)
@@ -272,6 +274,7 @@ class ModelMixin:
             widget.show()
         self._predict_thread = start_worker(worker, self, on_finished=self._on_predict_thread_done)
         self._update_actions()
+        return True
 
     def cancel_prediction(self, wait: bool = False) -> None:
         """Stop the run after the current batch (``wait``: block until the thread has ended, e.g. on close)."""

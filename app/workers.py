@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from mpae_core.annotation.records import FileState, FileStamp, compare_file, file_stamp
+from mpae_core.annotation.repredict import changed_fraction
 from mpae_core.errors import MPAEError
 from mpae_core.images import load_image
 from mpae_core.inference import Predictor
@@ -176,7 +177,38 @@ class PredictionWorker(QObject):
             return
         for (relpath, _, stamp), prediction in zip(good, predictions):
             summary.done += 1
-            self.predicted.emit(relpath, prediction, stamp)
+            self._deliver(relpath, prediction, stamp)
+
+    def _deliver(self, relpath: str, prediction, stamp: FileStamp | None) -> None:
+        """Hand one prediction to the window (a subclass may measure it first, still on this thread)."""
+        self.predicted.emit(relpath, prediction, stamp)
+
+
+class RepredictWorker(PredictionWorker):
+    """A prediction run that also measures how much each new mask differs from the stored one (``changed``, sent
+    just before ``predicted`` for the same image), for the "Re-predict N unreviewed images" summary: comparing two
+    label maps is image-sized work, so it happens here and not on the GUI thread.
+
+    ``old_predictions`` maps a relpath to a function returning its stored prediction
+    (``AnnotationProject.prediction_loader``); an unreadable one counts as entirely changed."""
+
+    changed = Signal(str, float, int)  # relpath, fraction of pixels whose label changed, pixels of the image
+
+    def __init__(self, predictor: Predictor, items: Sequence[tuple[str, Path]],
+                 old_predictions: dict[str, Callable[[], object]], batch_size: int = 4) -> None:
+        super().__init__(predictor, items, batch_size)
+        self.old_predictions = dict(old_predictions)
+
+    def _deliver(self, relpath: str, prediction, stamp: FileStamp | None) -> None:
+        load = self.old_predictions.get(relpath)
+        try:
+            old = load() if load is not None else None
+        except (MPAEError, OSError) as exc:
+            logger.warning("Comparing the new prediction of %s with the stored one: %s", relpath, exc)
+            old = None
+        height, width = prediction.image_size
+        self.changed.emit(relpath, changed_fraction(old, prediction), int(height) * int(width))
+        super()._deliver(relpath, prediction, stamp)
 
 
 class FileChecker(QObject):

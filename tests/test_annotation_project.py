@@ -135,7 +135,7 @@ def test_edit_cache_is_small_and_evicted_edits_are_saved(folder):
 
 
 def test_newer_format_is_refused_and_older_ones_upgrade_or_say_why(folder, monkeypatch):
-    project = AnnotationProject.create(folder)
+    AnnotationProject.create(folder)
     index = folder / ".mpae" / "project.json"
     data = json.loads(index.read_text())
 

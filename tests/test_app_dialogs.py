@@ -304,10 +304,10 @@ def test_closing_while_training_asks_first(qtbot, tmp_path, fake_trainer, monkey
     with qtbot.waitSignal(dialog.started, timeout=5000):
         dialog.start()
     qtbot.waitUntil(lambda: "sleeping" in dialog.log_view.toPlainText(), timeout=5000)
-    monkeypatch.setattr(dialog, "confirm_stop", lambda: False)
+    monkeypatch.setattr(dialog, "confirm_close", lambda: False)
     dialog.reject()
     assert dialog.isVisible() and dialog.is_running()
-    monkeypatch.setattr(dialog, "confirm_stop", lambda: True)
+    monkeypatch.setattr(dialog, "confirm_close", lambda: True)
     with qtbot.waitSignal(dialog.trainingFinished, timeout=5000):
         dialog.reject()
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=2000)

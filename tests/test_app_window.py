@@ -11,7 +11,7 @@ from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QTimer
 
 from conftest import tiny_model
-from mpae_core.annotation import AnnotationProject, ImageStatus
+from mpae_core.annotation import ImageStatus
 from mpae_core.checkpoint import save_checkpoint
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -466,6 +466,17 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         prediction = read_prediction_file(path)
         self._cache_prediction(record.relpath, prediction)
         return prediction
+
+    def prediction_loader(self, relpath: str | os.PathLike) -> Callable[[], PartPrediction | None]:
+        """How to get the image's stored prediction off the GUI thread (e.g. to compare a new one with it): the
+        function touches no project state, so any thread may run it; it returns None when there is none, and
+        raises MPAEError when its file is missing or unreadable."""
+        record = self._record(relpath)
+        cached = self._prediction_cache.get(record.relpath)
+        if cached is not None or not record.has_prediction:
+            return lambda: cached
+        path = self._prediction_file(record.relpath)
+        return lambda: read_prediction_file(path)
 
     def set_error(self, relpath: str | os.PathLike, message: str) -> None:
         """Record why an image could not be predicted or read (shown in the list; a batch goes on). Earlier work

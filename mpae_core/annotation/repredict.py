@@ -70,7 +70,7 @@ def repredict(project: AnnotationProject, predictor: Predictor, relpaths: Iterab
                 project.set_error(rel, str(exc))
                 summary.failed[rel] = str(exc)
         for rel, prediction in zip(chunk, predictor.predict(images, batch_size=batch_size) if images else []):
-            changed = _changed_fraction(project.prediction(rel), prediction)
+            changed = changed_fraction(project.prediction(rel), prediction)
             project.set_prediction(rel, prediction, model=model)
             summary.images += 1
             summary.relpaths.append(rel)
@@ -82,8 +82,9 @@ def repredict(project: AnnotationProject, predictor: Predictor, relpaths: Iterab
     return summary
 
 
-def _changed_fraction(old: PartPrediction | None, new: PartPrediction) -> float:
-    """Fraction of pixels whose label differs, on maps at most SUMMARY_SIDE px (1.0 for an image never predicted)."""
+def changed_fraction(old: PartPrediction | None, new: PartPrediction) -> float:
+    """Fraction of pixels whose label differs, on maps at most SUMMARY_SIDE px (1.0 for an image never predicted).
+    Image-sized work: the app calls it off the GUI thread."""
     if old is None:
         return 1.0
     size = _summary_size(new.image_size)

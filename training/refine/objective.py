@@ -24,7 +24,6 @@ the model config's λs); override it with ``--supervised-weight``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mpae_core.model import MPAE, TrainingOutput, upsample_logits
