@@ -77,15 +77,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how the simulated person names slots (see above; default slot-per-type)")
     p.add_argument("--n", type=int, nargs="+", default=[0, 1, 3, 10], help="corrected images per row")
     p.add_argument("--steps", type=int, default=defaults.steps, help=f"refinement steps (default {defaults.steps})")
-    p.add_argument("--seconds", type=float, default=defaults.seconds,
-                   help=f"time budget of the refinement steps per n (default {defaults.seconds:g} s, the refinement's "
-                        "own: with reading the project, encoding and saving, the issue's 5 CPU minutes)")
+    p.add_argument("--seconds", type=float, default=295.0,
+                   help="time budget of the refinement steps per n (default 295 s: with reading the project, "
+                        "encoding and saving, the issue's 5 CPU minutes)")
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--supervised-weight", type=float, default=defaults.supervised_weight)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--corrected-per-step", type=int, default=defaults.corrected_per_step)
     p.add_argument("--no-flip", action="store_true")
-    p.add_argument("--balanced", action="store_true", help="the supervised term averaged over labels, not pixels")
+    p.add_argument("--unbalanced", action="store_true", help="the supervised term averaged over pixels, not labels")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
                                                "machine)")
     p.add_argument("--out", help="keep the projects, runs and results.json here (default: a temp folder)")
@@ -192,7 +192,7 @@ def run_n(args, n: int, base: Path, work: Path, root: Path, names: list[str], na
     edit_files = {rel: digest(project.project_dir / "edits" / f"{rel}.png") for rel in wanted}
     cfg = RefineConfig(steps=args.steps, seconds=args.seconds, lr=args.lr, batch_size=args.batch_size,
                        supervised_weight=args.supervised_weight, corrected_per_step=args.corrected_per_step,
-                       flip=not args.no_flip, balanced=args.balanced)
+                       flip=not args.no_flip, balanced=not args.unbalanced)
     start = time.perf_counter()
     session = open_session(project.images_folder)
     result = Refiner(session, work / f"run{n}", cfg, device="cpu", name=f"refined-n{n}").run()
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsynthetic set {root}: project of {len(names)} train images, {args.num_test} held-out test images; "
           f"start model {args.checkpoint}; budget {args.steps} steps or {args.seconds:g} s per n, batch "
           f"{args.batch_size} ({args.corrected_per_step} corrected), lr {args.lr:g}, supervised weight "
-          f"{args.supervised_weight:g} ({'label' if args.balanced else 'pixel'}-averaged), flips "
+          f"{args.supervised_weight:g} ({'pixel' if args.unbalanced else 'label'}-averaged), flips "
           f"{'off' if args.no_flip else 'on'}; torch threads "
           f"{torch.get_num_threads()}, load average {', '.join(f'{v:.1f}' for v in load)}\n")
     named = sorted(labels_of)

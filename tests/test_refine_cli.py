@@ -12,7 +12,6 @@ from mpae_core.checkpoint import load_checkpoint, save_checkpoint
 from mpae_core.images import load_image
 from mpae_core.inference import Predictor
 from refine_helpers import K, predicted_project, tiny_checkpoint, tree_digest
-from training.refine import RefineConfig
 from training.refine import loop as refine_loop
 from training.run import main
 
@@ -68,17 +67,6 @@ def test_refine_writes_a_new_model_and_never_touches_the_project(corrected, tmp_
     assert refine(corrected, tmp_path / "run2", "--name", Path(result["checkpoint"]).stem) == 0  # never overwrites
     assert len(list((corrected.project_dir / "models").glob("*.safetensors"))) == 2
     assert json.loads((tmp_path / "run2" / "result.json").read_text())["features_read_from_disk"] > 0
-
-
-def test_by_default_the_corrections_are_pixel_averaged_within_a_time_budget(corrected, tmp_path):
-    """What benchmarks/bench_refine.py measured best: pixel averaging, and a run bounded by time (held-out accuracy
-    kept rising with the steps); ``--balanced`` asks for label averaging."""
-    assert refine(corrected, tmp_path / "run") == 0
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["balanced"] is False and config["seconds"] == RefineConfig().seconds > 0
-    assert refine(corrected, tmp_path / "balanced", "--balanced", "--seconds", "0") == 0
-    config = json.loads((tmp_path / "balanced" / "config.json").read_text())
-    assert config["balanced"] is True and config["seconds"] == 0
 
 
 def test_slot_k_keeps_its_part_and_follows_the_correction(tmp_path):

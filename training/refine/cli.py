@@ -29,9 +29,8 @@ def add_refine_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="file name of the new model in the project's models folder "
                                   "(default refined-<date>-<time>; never overwrites)")
     p.add_argument("--steps", type=int, default=defaults.steps, help=f"optimiser steps (default {defaults.steps})")
-    p.add_argument("--seconds", type=float, default=defaults.seconds,
-                   help="time budget for the steps in seconds; stops early and saves when spent; 0 = none "
-                        f"(default {defaults.seconds:g}: with encoding and saving, 5 minutes)")
+    p.add_argument("--seconds", type=float, default=0.0,
+                   help="time budget for the steps in seconds; stops early and saves when spent (default: none)")
     p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
                    help="mixed precision on CUDA; the losses stay fp32")
@@ -44,9 +43,8 @@ def add_refine_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--corrected-per-step", type=int, default=defaults.corrected_per_step,
                    help=f"corrected images in each batch (default {defaults.corrected_per_step})")
     p.add_argument("--no-flip", action="store_true", help="no mirrored views")
-    p.add_argument("--balanced", action="store_true",
-                   help="average the corrections' term over labels, so small parts count as much as the background "
-                        "(default: over pixels)")
+    p.add_argument("--unbalanced", action="store_true",
+                   help="average the corrections' term over pixels (default: over labels, so small parts count)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between metrics.jsonl lines")
     p.add_argument("--no-disk-cache", action="store_true",
@@ -64,7 +62,7 @@ def command_refine(args: argparse.Namespace) -> int:
     cfg = RefineConfig(steps=args.steps, seconds=args.seconds, batch_size=args.batch_size,
                        corrected_per_step=args.corrected_per_step, lr=args.lr,
                        supervised_weight=args.supervised_weight, flip=not args.no_flip,
-                       balanced=args.balanced,
+                       balanced=not args.unbalanced,
                        reconstruction=args.reconstruction, seed=args.seed, amp=args.amp, log_every=args.log_every,
                        disk_cache=not args.no_disk_cache)
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.corrected_per_step < 1 or cfg.log_every < 1:

@@ -55,22 +55,15 @@ CACHE_DIRNAME = "cache/features"
 
 @dataclass
 class RefineConfig:
-    """One refinement run; the defaults are the ones benchmarks/bench_refine.py measured.
+    """One refinement run; the defaults are the ones benchmarks/bench_refine.py measured."""
 
-    Held-out accuracy kept rising with the steps at this learning rate (n = 3 corrected images on the synthetic set:
-    fg mIoU 13.3 after 300 steps, 14.5 after 400, 15.1 after 600, 15.7 after 800; a larger rate peaked early and then
-    fell: 3e-4 14.2 at 100 steps, 9.0 at 300; 1e-3 collapsed), so a run is bounded by time: ``seconds`` ends it
-    first on a CPU (about 1,000 steps on 2 cores; with opening the project, encoding and saving, 5 minutes), ``steps``
-    on a GPU.
-    """
-
-    steps: int = 1500
-    seconds: float = 290.0  # wall-clock budget for the loop (0 = none); whichever of steps/seconds ends first
+    steps: int = 300
+    seconds: float = 0.0  # wall-clock budget for the loop (0 = none); whichever of steps/seconds ends first
     batch_size: int = 16
     corrected_per_step: int = 8
     lr: float = 1e-4
     supervised_weight: float = DEFAULT_SUPERVISED_WEIGHT
-    balanced: bool = False  # True: each target group's mean loss counts equally instead of each pixel (objective)
+    balanced: bool = True  # each target group's mean loss counts equally (small parts as much as the background)
     clip_grad: float = 2.0
     flip: bool = True  # mirrored views of every image (the reference trains with flips)
     reconstruction: bool = False

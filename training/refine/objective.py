@@ -12,11 +12,8 @@ strokes a person paints along a boundary) would vanish from the target; at S×S 
 person painted it and the gradient reaches the grid through the same interpolation the app uses. The cost is
 Q·S² values per corrected image, small next to the PartFormer.
 
-Averaging: by default over *pixels*, so each label weighs what it covers, as in the IoU a person sees.
-``--balanced`` averages over *labels* instead (each target group present in the batch contributes its mean, so a
-part covering 2 % of the pixels weighs as much as the background covering 80 %). Measured on bench_refine.py's project
-(held-out fg mIoU, lr 1e-4): label averaging made the model paint parts over much of the held-out background;
-3 corrected images, 300 steps: 12.6 for labels, 13.3 for pixels; 10 images, 400 steps: 12.0 and 12.9.
+Averaging: by default over *labels* (each target group present in the batch contributes its mean), so a part that
+covers 2 % of the pixels weighs as much as the background covering 80 %; ``--unbalanced`` averages over pixels.
 
 Weight: ``DEFAULT_SUPERVISED_WEIGHT`` multiplies the supervised term next to the MPAE total (whose own weights are
 the model config's λs); override it with ``--supervised-weight``.
