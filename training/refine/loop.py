@@ -55,7 +55,15 @@ CACHE_DIRNAME = "cache/features"
 
 @dataclass
 class RefineConfig:
-    """One refinement run; the defaults are the ones benchmarks/bench_refine.py measured."""
+    """One refinement run; the defaults are the ones benchmarks/bench_refine.py measured.
+
+    Alternatives tried on that benchmark (3 corrected images, held-out fg mIoU; start 7.4, defaults 12-14 depending on
+    the run) gained nothing beyond run-to-run noise (about ±2 points): lr 3e-4 (14.2 after 100 steps, 9.0 after
+    300), lr 1e-3 (collapses to 2), supervised weight 3 or 10, pixel averaging (13.3 after 300 steps, 15.7 after
+    800, but the full benchmark with it and 290 s, ~1,200 steps, gave n = 3 13.7 and n = 10 13.2), the compress conv
+    alone (8.8), batch 8, a softmax temperature of 30 on the supervised term. With 200 fully corrected images the
+    refinement plateaus near 26 (refine_ceiling.py has the per-image bounds).
+    """
 
     steps: int = 300
     seconds: float = 0.0  # wall-clock budget for the loop (0 = none); whichever of steps/seconds ends first
