@@ -76,7 +76,7 @@ def upsampled_argmax(scores: np.ndarray | torch.Tensor, size: tuple[int, int]) -
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)[0].argmax(0).numpy()
 
 
-def oracle_scores(model, root: Path, test_data, classes: list[int], labels_of: dict[int, list[int]]) -> dict:
+def oracle_scores(model, root: Path, test_data, classes: list[int]) -> dict[str, np.ndarray]:
     """fg IoUs of the per-image oracles and of the start model with its own and with its mean descriptors."""
     per_image, grid = [], []
     for tokens, labels, gt, (h, w) in test_data:
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                           for tokens, _, gt, (h, w) in test_data], len(classes))
         rows.append([f"{k} shared", f"{iou.mean():.1f}", *(f"{v:.1f}" for v in iou)])
     if not args.no_oracles:
-        for name, scores in oracle_scores(model, root, test_data, classes, labels_of).items():
+        for name, scores in oracle_scores(model, root, test_data, classes).items():
             rows.append([name, f"{scores.mean():.1f}", *(f"{v:.1f}" for v in scores)])
     header = ["probe (fully labelled train images)", "fg mIoU", *(PART_NAMES[labels_of[s][0]] for s in classes)]
-    print(f"Linear probe on the frozen backbone tokens of {args.checkpoint} (naming as bench_refine.py: "
+    print(f"Probes on the frozen backbone tokens of {args.checkpoint} (naming as bench_refine.py: "
           + "; ".join(f"'{PART_NAMES[t[0]]}' = {' + '.join(PART_NAMES[i] for i in t)}" for t in labels_of.values())
           + ")\n")
     print(_table.format_table(header, rows, markdown=args.markdown, text_column=0))
