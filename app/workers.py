@@ -32,18 +32,43 @@ logger = logging.getLogger(__name__)
 def start_worker(worker: QObject, parent: QObject | None = None,
                  on_finished: Callable[[], None] | None = None) -> QThread:
     """Run ``worker.run`` in a new QThread that quits and cleans up when the worker emits ``done``; ``on_finished``
-    is connected before the thread starts (a worker that fails at once could otherwise finish unnoticed)."""
+    is connected before the thread starts (a worker that fails at once could otherwise finish unnoticed).
+
+    The worker is not ``deleteLater``-ed in its own thread: Qt would delete it while that thread winds down, and
+    destroying a PySide object there races the GUI thread's references to its Python wrapper (an intermittent
+    segfault under load). Instead a reaper on the calling (GUI) thread keeps the worker and the thread until the
+    thread has finished, then lets go of both there."""
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     # direct: QThread.quit is thread-safe, and a queued call would never run while the GUI thread waits in wait()
     worker.done.connect(thread.quit, Qt.DirectConnection)
-    thread.finished.connect(worker.deleteLater)
-    thread.finished.connect(thread.deleteLater)
+    reaper = _WorkerReaper(thread, worker)
+    thread.finished.connect(reaper.reap)  # queued: the reaper lives on the calling thread
     if on_finished is not None:
         thread.finished.connect(on_finished)
     thread.start()
     return thread
+
+
+class _WorkerReaper(QObject):
+    """Holds a finished worker thread's objects until the GUI thread lets go of them (see :func:`start_worker`)."""
+
+    _alive: set["_WorkerReaper"] = set()
+
+    def __init__(self, thread: QThread, worker: QObject) -> None:
+        super().__init__()
+        self._thread: QThread | None = thread
+        self._worker: QObject | None = worker
+        _WorkerReaper._alive.add(self)
+
+    @Slot()
+    def reap(self) -> None:
+        thread, self._thread, self._worker = self._thread, None, None  # the worker's wrapper goes here, on this thread
+        if thread is not None:
+            thread.wait()  # it has emitted finished: returns at once, and deleting a running QThread would abort
+            thread.deleteLater()
+        _WorkerReaper._alive.discard(self)
 
 
 class ModelLoadWorker(QObject):

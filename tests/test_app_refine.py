@@ -177,12 +177,13 @@ STAND_IN = textwrap.dedent('''
                                     "total": 3.0 / step, "supervised": 2.0 / step, "mpae_total": 1.0}) + "\\n")
                 f.flush()
                 time.sleep(0.05)
+        time.sleep(0.5)  # like refine, which scores the corrected images before it saves: a second signal cancels
+        target = project / "models" / "refined-standin.safetensors"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(os.environ["STAND_IN_MODEL"], target)
     except KeyboardInterrupt:  # a second signal: cancel, nothing written
         print("Cancelled: no model was written to the project.", file=sys.stderr, flush=True)
         sys.exit(130)
-    target = project / "models" / "refined-standin.safetensors"
-    target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(os.environ["STAND_IN_MODEL"], target)
     (out / "result.json").write_text(json.dumps({
         "checkpoint": str(target), "steps": step, "stopped_early": step < steps, "corrected_images": 2,
         "agreement_before": 41.5, "agreement_after": 88.25}))
