@@ -111,6 +111,28 @@ def make_predicted_project(folder: Path, num_images: int = 6, num_parts: int = 4
 
 
 @pytest.fixture
+def private_settings(tmp_path, monkeypatch):
+    """The app's settings and data folders in tmp_path (app test modules use it for every test via pytestmark)."""
+    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+
+
+def show_main_window(qtbot, size: tuple[int, int] = (1280, 800), save_settings: bool = False,
+                     wait_exposed: bool = True, **settings):
+    """A MainWindow with ``AppSettings(**settings)``, registered with qtbot, resized and shown."""
+    from app.settings import AppSettings
+    from app.window import MainWindow
+
+    win = MainWindow(AppSettings(**settings), save_settings=save_settings)
+    qtbot.addWidget(win)
+    win.resize(*size)
+    win.show()
+    if wait_exposed:
+        qtbot.waitExposed(win)
+    return win
+
+
+@pytest.fixture
 def predicted_project(tmp_path):
     """An AnnotationProject (K=4, six 128×96 images, all predicted) in a temp folder."""
     return make_predicted_project(tmp_path / "images")

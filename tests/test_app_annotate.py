@@ -18,7 +18,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
-from conftest import make_predicted_project  # noqa: E402
+from conftest import make_predicted_project, show_main_window  # noqa: E402
 from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 from mpae_core.annotation.export import export_png  # noqa: E402
 from mpae_core.annotation.labels import BACKGROUND, IGNORE_LABEL, UNSET, USER_LABEL_BASE  # noqa: E402
@@ -27,22 +27,12 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TAIL = (230, 20, 200)  # the colour of the user label the tests add
 
 
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 
 @pytest.fixture
 def window(qtbot):
-    from app.settings import AppSettings
-    from app.window import MainWindow
-
-    win = MainWindow(AppSettings(), save_settings=False)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitExposed(win)
+    win = show_main_window(qtbot)
     win.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=2000)
     yield win

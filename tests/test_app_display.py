@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from conftest import make_predicted_project  # noqa: E402
+from conftest import make_predicted_project, show_main_window  # noqa: E402
 from mpae_core import inference  # noqa: E402
 from mpae_core.annotation.labels import IGNORE_LABEL, UNSET  # noqa: E402
 from mpae_core.inference import PartPrediction  # noqa: E402
@@ -23,22 +23,12 @@ from mpae_core.inference import PartPrediction  # noqa: E402
 LARGE = (1200, 1600)  # (height, width): larger than the canvas, so there is a preview stage
 
 
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 
 @pytest.fixture
 def window(qtbot):
-    from app.settings import AppSettings
-    from app.window import MainWindow
-
-    win = MainWindow(AppSettings(), save_settings=False)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitExposed(win)
+    win = show_main_window(qtbot)
     yield win
     win.close()
 

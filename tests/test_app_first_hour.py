@@ -16,27 +16,17 @@ from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMenu, QPushButton  # noqa: E402
 
 from app.file_list import RelpathRole, StatusRole  # noqa: E402
-from conftest import make_predicted_project  # noqa: E402
+from conftest import make_predicted_project, show_main_window  # noqa: E402
 from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 
 def _window(qtbot, **settings):
-    from app.settings import AppSettings
-    from app.window import MainWindow
-
-    win = MainWindow(AppSettings(**settings), save_settings=False)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    return win
+    return show_main_window(qtbot, wait_exposed=False, **settings)
 
 
 @pytest.fixture

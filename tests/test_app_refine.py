@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from conftest import tiny_model  # noqa: E402
+from conftest import show_main_window, tiny_model  # noqa: E402
 from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 from mpae_core.checkpoint import LINEAGE_KEY, load_checkpoint, model_fingerprint, save_checkpoint  # noqa: E402
 from refine_helpers import K, SIZE, predicted_project, tree_digest  # noqa: E402
@@ -30,10 +30,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 EDITED, REVIEWED = "img_0.png", "img_1.png"
 
 
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 
 @pytest.fixture
@@ -50,14 +47,7 @@ def no_model_question(monkeypatch):
 
 @pytest.fixture
 def window(qtbot):
-    from app.settings import AppSettings
-    from app.window import MainWindow
-
-    win = MainWindow(AppSettings(device="cpu"), save_settings=False)
-    qtbot.addWidget(win)
-    win.resize(1100, 720)
-    win.show()
-    qtbot.waitExposed(win)
+    win = show_main_window(qtbot, size=(1100, 720), device="cpu")
     yield win
     win.close()
 

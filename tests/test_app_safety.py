@@ -17,7 +17,9 @@ from mpae_core.annotation import AnnotationProject, FileState, ImageStatus
 from mpae_core.annotation.records import file_stamp
 from mpae_core.checkpoint import model_fingerprint, save_checkpoint
 from test_app_window import ARTIFACTS, load, make_folder, predict_all
-from test_app_window import private_settings, window  # noqa: F401 (fixtures: settings in tmp_path, a shown window)
+from test_app_window import window  # noqa: F401 (fixture: a shown window)
+
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 
 @pytest.fixture(scope="module")

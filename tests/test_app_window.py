@@ -10,17 +10,14 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QTimer
 
-from conftest import tiny_model
+from conftest import show_main_window, tiny_model
 from mpae_core.annotation import ImageStatus
 from mpae_core.checkpoint import save_checkpoint
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +41,7 @@ def make_folder(folder: Path, count: int = 6, broken: bool = True) -> Path:
 
 @pytest.fixture
 def window(qtbot):
-    from app.settings import AppSettings
-    from app.window import MainWindow
-
-    win = MainWindow(AppSettings(batch_size=2))
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
+    win = show_main_window(qtbot, save_settings=True, wait_exposed=False, batch_size=2)
     yield win
     win.close()
 

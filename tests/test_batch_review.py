@@ -23,7 +23,8 @@ from mpae_core.batch import BatchConfig, run_batch
 from mpae_core.batch.store import PredictionFiles, record_written_prediction
 from mpae_core.checkpoint import load_checkpoint, model_fingerprint, save_checkpoint
 from mpae_core.inference import PartPrediction, Predictor, label_map_at
-from test_app_window import private_settings  # noqa: F401 - autouse: the window's settings stay in tmp_path
+
+pytestmark = pytest.mark.usefixtures("private_settings")  # settings in tmp_path (conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"p0.jpg": (48, 64), "p1.png": (40, 52), "sub_a.png": (36, 36), "wide.jpg": (30, 90)}

@@ -14,14 +14,9 @@ from mpae_core.annotation import AnnotationProject, ImageStatus  # noqa: E402
 from mpae_core.annotation.export import export_indices  # noqa: E402
 from mpae_core.annotation.parts import ExportLabel  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
+              pytest.mark.usefixtures("private_settings")]  # settings in tmp_path (conftest)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPAE_ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MPAE_ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
 
 
 def coco_source(project: AnnotationProject, tmp_path: Path) -> Path:
