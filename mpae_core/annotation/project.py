@@ -460,10 +460,7 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
             return cached
         if not record.has_prediction:
             return None
-        path = self._prediction_file(record.relpath)
-        if not path.is_file():
-            raise MPAEError(f"The prediction file '{path}' of '{record.relpath}' is missing; predict that image again.")
-        prediction = read_prediction_file(path)
+        prediction = _read_stored_prediction(self._prediction_file(record.relpath), record.relpath)
         self._cache_prediction(record.relpath, prediction)
         return prediction
 
@@ -475,8 +472,8 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         cached = self._prediction_cache.get(record.relpath)
         if cached is not None or not record.has_prediction:
             return lambda: cached
-        path = self._prediction_file(record.relpath)
-        return lambda: read_prediction_file(path)
+        path, relpath = self._prediction_file(record.relpath), record.relpath
+        return lambda: _read_stored_prediction(path, relpath)
 
     def set_error(self, relpath: str | os.PathLike, message: str) -> None:
         """Record why an image could not be predicted or read (shown in the list; a batch goes on). Earlier work
@@ -556,3 +553,10 @@ class AnnotationProject(ProjectEditsMixin, ProjectRecoveryMixin):
         project = Path(os.path.abspath(self.project_dir))
         movable = folder in project.parents and (absolute == folder or folder in absolute.parents)
         return Path(os.path.relpath(absolute, project)).as_posix() if movable else str(absolute)
+
+
+def _read_stored_prediction(path: Path, relpath: str) -> PartPrediction:
+    """The prediction file of ``relpath`` (any thread: it touches no project state); missing or damaged → MPAEError."""
+    if not path.is_file():
+        raise MPAEError(f"The prediction file '{path}' of '{relpath}' is missing; predict that image again.")
+    return read_prediction_file(path)
