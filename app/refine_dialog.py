@@ -40,7 +40,7 @@ from .training_output import format_command, format_duration
 logger = logging.getLogger(__name__)
 
 #: The refine command's default number of steps (training/refine/loop.py RefineConfig.steps; kept in step by hand).
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 600
 #: Loss curves drawn unless chosen otherwise: what is optimised, the corrections' term and the MPAE terms.
 REFINE_SERIES = ("total", "supervised", "mpae_total")
 ERROR_PREFIX = "error: "  # how ``training.run`` prints the one sentence of a refusal

@@ -56,6 +56,7 @@ from mpae_core.images import load_image  # noqa: E402
 from mpae_core.inference import Predictor  # noqa: E402
 from training.evaluation import EvalOptions, evaluate  # noqa: E402
 from training.refine import RefineConfig, Refiner, open_session  # noqa: E402
+from training.refine.augment import MODES  # noqa: E402
 from training.synthetic import BACKGROUND_LABEL, PART_NAMES, generate_synthetic_dataset, load_label_map  # noqa: E402
 
 logger = logging.getLogger("bench_refine")
@@ -85,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--corrected-per-step", type=int, default=defaults.corrected_per_step)
     p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--augment", choices=MODES, default=defaults.augment,
+                   help=f"transforms of the corrected images (default {defaults.augment})")
+    p.add_argument("--average", type=float, default=defaults.average, help="decay of the saved weight average")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=defaults.schedule)
     p.add_argument("--unbalanced", action="store_true", help="the supervised term averaged over pixels, not labels")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
                                                "machine)")
@@ -192,7 +197,8 @@ def run_n(args, n: int, base: Path, work: Path, root: Path, names: list[str], na
     edit_files = {rel: digest(project.project_dir / "edits" / f"{rel}.png") for rel in wanted}
     cfg = RefineConfig(steps=args.steps, seconds=args.seconds, lr=args.lr, batch_size=args.batch_size,
                        supervised_weight=args.supervised_weight, corrected_per_step=args.corrected_per_step,
-                       flip=not args.no_flip, balanced=not args.unbalanced)
+                       flip=not args.no_flip, balanced=not args.unbalanced, augment=args.augment,
+                       average=args.average, schedule=args.schedule)
     start = time.perf_counter()
     session = open_session(project.images_folder)
     result = Refiner(session, work / f"run{n}", cfg, device="cpu", name=f"refined-n{n}").run()
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
           f"start model {args.checkpoint}; budget {args.steps} steps or {args.seconds:g} s per n, batch "
           f"{args.batch_size} ({args.corrected_per_step} corrected), lr {args.lr:g}, supervised weight "
           f"{args.supervised_weight:g} ({'pixel' if args.unbalanced else 'label'}-averaged), flips "
-          f"{'off' if args.no_flip else 'on'}; torch threads "
+          f"{'off' if args.no_flip else 'on'}, augmentation {args.augment}, weight average "
+          f"{args.average:g}, {args.schedule} learning rate; torch threads "
           f"{torch.get_num_threads()}, load average {', '.join(f'{v:.1f}' for v in load)}\n")
     named = sorted(labels_of)
     header = ["n", "refine s", "steps", "fg mIoU", "Δ vs n=0", *(PART_NAMES[labels_of[s][0]] for s in named), "NMI",

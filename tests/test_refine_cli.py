@@ -40,7 +40,8 @@ def test_refine_writes_a_new_model_and_never_touches_the_project(corrected, tmp_
     assert "new model:" in capsys.readouterr().out
 
     run = tmp_path / "run"
-    assert json.loads((run / "config.json").read_text())["max_steps"] == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["max_steps"] == 2 and config["augment"] == "colour+geometry"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2]  # logged from the first step, as `train` logs
@@ -88,7 +89,10 @@ def test_slot_k_keeps_its_part_and_follows_the_correction(tmp_path):
     project.mark_reviewed("img_0.png")
     project.save()
 
-    assert refine(project, tmp_path / "run", "--steps", "15", "--lr", "2e-3", "--supervised-weight", "10") == 0
+    # One image fitted in 15 steps: without the random transforms, which make the fit slower (they are for the
+    # other images, test_refine_augment.py); what is checked here is the slot's identity.
+    assert refine(project, tmp_path / "run", "--steps", "15", "--lr", "2e-3", "--supervised-weight", "10",
+                  "--augment", "none") == 0
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["agreement_after"] > max(result["agreement_before"], 90.0)
     refined = load_checkpoint(result["checkpoint"])

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from .. import stop
+from .augment import MODES
 from .loop import RefineConfig, Refiner
 from .objective import DEFAULT_SUPERVISED_WEIGHT
 from .session import open_session
@@ -43,8 +44,17 @@ def add_refine_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--corrected-per-step", type=int, default=defaults.corrected_per_step,
                    help=f"corrected images in each batch (default {defaults.corrected_per_step})")
     p.add_argument("--no-flip", action="store_true", help="no mirrored views")
+    p.add_argument("--augment", choices=MODES, default=defaults.augment,
+                   help="random transforms of the corrected images in each step, so what they teach reaches images "
+                        f"of other colours and poses (default {defaults.augment}; training/refine/augment.py)")
     p.add_argument("--unbalanced", action="store_true",
                    help="average the corrections' term over pixels (default: over labels, so small parts count)")
+    p.add_argument("--average", type=float, default=defaults.average,
+                   help="decay of the moving average of the weights that is saved (0: the last step's weights; "
+                        f"default {defaults.average:g}; training/refine/averaging.py)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=defaults.schedule,
+                   help=f"learning rate over the run (cosine: down to 0 at --steps or --seconds; default "
+                        f"{defaults.schedule})")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between metrics.jsonl lines")
     p.add_argument("--no-disk-cache", action="store_true",
@@ -61,7 +71,8 @@ def add_refine_parser(commands: argparse._SubParsersAction) -> None:
 def command_refine(args: argparse.Namespace) -> int:
     cfg = RefineConfig(steps=args.steps, seconds=args.seconds, batch_size=args.batch_size,
                        corrected_per_step=args.corrected_per_step, lr=args.lr,
-                       supervised_weight=args.supervised_weight, flip=not args.no_flip,
+                       supervised_weight=args.supervised_weight, flip=not args.no_flip, augment=args.augment,
+                       average=args.average, schedule=args.schedule,
                        balanced=not args.unbalanced,
                        reconstruction=args.reconstruction, seed=args.seed, amp=args.amp, log_every=args.log_every,
                        disk_cache=not args.no_disk_cache)

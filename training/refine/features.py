@@ -146,6 +146,14 @@ class FeatureCache:
         self.read_from_disk += 1
         return entry
 
+    def tokens_of(self, pixels: torch.Tensor) -> torch.Tensor:
+        """float16 backbone tokens [B, D, h, w] on the cache's device of uint8 [B, 3, S, S] model inputs, not
+        cached: also what refinement uses for transformed views of the corrected images."""
+        mean, std = imagenet_stats(self.device)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                             enabled=self.amp_dtype is not None):
+            return self.backbone(normalise(pixels.to(self.device), mean, std)).to(torch.float16)
+
     def _encode(self, items: Sequence[tuple[str, Path, int]]) -> list[EncodedView]:
         pixels, signatures = [], []
         for _key, path, view in items:
@@ -158,10 +166,7 @@ class FeatureCache:
             tensor = resize_for_model(image, self.image_size)
             pixels.append(torch.flip(tensor, dims=(-1,)) if view == 1 else tensor)
         batch = torch.stack(pixels)
-        mean, std = imagenet_stats(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                                    enabled=self.amp_dtype is not None):
-            tokens = self.backbone(normalise(batch.to(self.device), mean, std)).to("cpu", torch.float16)
+        tokens = self.tokens_of(batch).to("cpu")
         self.encoded += len(items)
         entries = []
         for (key, _path, view), px, tok, signature in zip(items, batch, tokens, signatures):
