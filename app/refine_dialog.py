@@ -308,6 +308,8 @@ class RefineDialog(RunDialog):
         before, after = result.get("agreement_before"), result.get("agreement_after")
         if isinstance(before, (int, float)) and isinstance(after, (int, float)):
             text += f"\nAgreement with your corrections: {before:.1f} % before, {after:.1f} % now."
+            if after < before:  # it learns what carries over to other images, not each corrected pixel
+                text += " Your corrected images keep your masks."
         return text
 
     # ----- re-predict offer -----------------------------------------------------------------------------------------

@@ -449,3 +449,13 @@ def test_the_repredict_summary_names_only_what_was_left_alone():
     assert "Not touched: your 1 reviewed image." in text and "0 edited" not in text
     assert "Not touched: your 2 edited images and 1 reviewed image." in report.describe(edited=2, reviewed=1)
     assert "Not touched" not in report.describe(edited=0, reviewed=0)
+
+
+def test_a_lower_agreement_after_refining_says_the_corrections_keep_their_masks():
+    from app.refine_dialog import RefineDialog
+
+    result = {"checkpoint": "/p/.mpae/models/refined-1.safetensors", "steps": 600, "corrected_images": 1}
+    lower = RefineDialog.describe_result({**result, "agreement_before": 100.0, "agreement_after": 82.2})
+    assert lower.endswith("100.0 % before, 82.2 % now. Your corrected images keep your masks.")
+    higher = RefineDialog.describe_result({**result, "agreement_before": 41.5, "agreement_after": 88.2})
+    assert higher.endswith("41.5 % before, 88.2 % now.")
