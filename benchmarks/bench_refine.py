@@ -57,6 +57,7 @@ from mpae_core.inference import Predictor  # noqa: E402
 from training.evaluation import EvalOptions, evaluate  # noqa: E402
 from training.refine import RefineConfig, Refiner, open_session  # noqa: E402
 from training.refine.augment import MODES  # noqa: E402
+from training.refine.loop import SCHEDULES  # noqa: E402
 from training.synthetic import BACKGROUND_LABEL, PART_NAMES, generate_synthetic_dataset, load_label_map  # noqa: E402
 
 logger = logging.getLogger("bench_refine")
@@ -89,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--augment", choices=MODES, default=defaults.augment,
                    help=f"transforms of the corrected images (default {defaults.augment})")
     p.add_argument("--average", type=float, default=defaults.average, help="decay of the saved weight average")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default=defaults.schedule)
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
     p.add_argument("--unbalanced", action="store_true", help="the supervised term averaged over pixels, not labels")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
                                                "machine)")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mpae_core.inference import imagenet_stats
 from refine_helpers import predicted_project
 from training.refine import RefineConfig, Refiner, open_session
 from training.refine.augment import AugmentConfig, augment
@@ -69,8 +70,7 @@ def test_the_batch_holds_the_backbone_tokens_of_what_the_partformer_sees(tmp_pat
     cfg = RefineConfig(steps=1, batch_size=4, corrected_per_step=2, augment=mode, disk_cache=False)
     refiner = Refiner(open_session(project.images_folder), tmp_path / "run", cfg, device="cpu")
     pixels, tokens, targets = refiner._batch()
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    mean, std = imagenet_stats()
     raw = ((pixels * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
     torch.testing.assert_close(tokens.float(), refiner.cache.tokens_of(raw).float(), atol=2e-3, rtol=2e-3)
     assert targets.shape == (2, *pixels.shape[-2:]) and bool((targets != NO_TARGET).any())

@@ -109,7 +109,7 @@ def test_stop_saves_what_was_learned_and_cancel_writes_nothing(corrected, tmp_pa
     assert result["stopped_early"] and result["steps"] == 1 and Path(result["checkpoint"]).is_file()
     assert "stopped early" in capsys.readouterr().out
 
-    def cancel(self, lr=None):
+    def cancel(self, lr):
         raise KeyboardInterrupt  # a second signal: stop at once
     monkeypatch.setattr(refine_loop.Refiner, "_step", cancel)
     models = set((corrected.project_dir / "models").iterdir())

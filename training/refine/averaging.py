@@ -7,8 +7,7 @@ keeps what they agree on and is what a person gets, whichever step a Stop or the
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
@@ -36,15 +35,3 @@ class WeightAverage:
         """Make the averaged weights the model's (at the end of a run)."""
         for param, average in zip(self.params, self.shadow):
             param.copy_(average)
-
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """The averaged weights in the model for the duration (measuring mid-run), the trained ones after."""
-        saved = [p.detach().clone() for p in self.params]
-        self.copy_to_params()
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for param, value in zip(self.params, saved):
-                    param.copy_(value)

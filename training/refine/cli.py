@@ -14,7 +14,7 @@ import sys
 
 from .. import stop
 from .augment import MODES
-from .loop import RefineConfig, Refiner
+from .loop import SCHEDULES, RefineConfig, Refiner
 from .objective import DEFAULT_SUPERVISED_WEIGHT
 from .session import open_session
 
@@ -52,7 +52,7 @@ def add_refine_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--average", type=float, default=defaults.average,
                    help="decay of the moving average of the weights that is saved (0: the last step's weights; "
                         f"default {defaults.average:g}; training/refine/averaging.py)")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default=defaults.schedule,
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
                    help=f"learning rate over the run (cosine: down to 0 at --steps or --seconds; default "
                         f"{defaults.schedule})")
     p.add_argument("--seed", type=int, default=defaults.seed)

@@ -55,6 +55,7 @@ from .session import RefineInputError, RefineSession
 logger = logging.getLogger(__name__)
 
 CACHE_DIRNAME = "cache/features"
+SCHEDULES = ("constant", "cosine")  # learning rate over a run (RefineConfig.schedule)
 
 
 @dataclass
@@ -129,8 +130,8 @@ class Refiner:
         self.trainable = self._set_trainable()
         self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.average = WeightAverage(self.trainable, cfg.average) if cfg.average > 0 else None
-        if cfg.schedule not in ("constant", "cosine"):
-            raise ValueError(f"Unknown learning-rate schedule {cfg.schedule!r}; choose constant or cosine.")
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown learning-rate schedule {cfg.schedule!r}; choose {' or '.join(SCHEDULES)}.")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.rng = random.Random(cfg.seed)
         self.augment = AugmentConfig(mode=cfg.augment)
@@ -234,9 +235,9 @@ class Refiner:
             return self.cfg.lr
         return 0.5 * self.cfg.lr * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
-    def _step(self, lr: float | None = None) -> dict[str, float]:
+    def _step(self, lr: float) -> dict[str, float]:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr if lr is None else lr
+            group["lr"] = lr
         pixels, tokens, targets = self._batch()
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
@@ -275,8 +276,8 @@ class Refiner:
         step, logged, window_start, stopped_early = 0, 0, start, False
         self.model.train()
         while step < cfg.steps:
-            elapsed = (time.perf_counter() - start) / cfg.seconds if cfg.seconds > 0 else 0.0
-            lr = self._learning_rate(max(step / cfg.steps, elapsed))
+            time_share = (time.perf_counter() - start) / cfg.seconds if cfg.seconds > 0 else 0.0
+            lr = self._learning_rate(max(step / cfg.steps, time_share))
             losses = self._step(lr)
             step += 1
             now = time.perf_counter()
